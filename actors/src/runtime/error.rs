@@ -1,0 +1,66 @@
+//! Runtime errors, split by whether retrying can help: the sandbox actor restarts on transient
+//! ones and goes to Error on permanent ones.
+
+/// Why a runtime operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The sandbox is not running (exec on a stopped sandbox, or it died).
+    #[error("sandbox {0} is not running")]
+    NotRunning(String),
+    /// The sandbox's workspace does not exist (never prepared, or removed).
+    #[error("workspace of sandbox {0} does not exist")]
+    NoWorkspace(String),
+    /// The workspace already exists (prepare called twice).
+    #[error("workspace of sandbox {0} already exists")]
+    WorkspaceExists(String),
+    /// The spec cannot run on this runtime; retrying will not help.
+    #[error("invalid sandbox configuration: {0}")]
+    InvalidSpec(String),
+    /// The sandbox did not become ready in time.
+    #[error("sandbox {id} did not become ready within {seconds}s: {detail}")]
+    StartTimeout {
+        /// The sandbox.
+        id: String,
+        /// The limit.
+        seconds: u64,
+        /// What was seen (the agent's log tail).
+        detail: String,
+    },
+    /// The sandbox's processes exited while starting.
+    #[error("sandbox {id} exited while starting: {detail}")]
+    StartFailed {
+        /// The sandbox.
+        id: String,
+        /// What was seen (exit status and the agent's log tail).
+        detail: String,
+    },
+    /// Talking to the in-sandbox agent failed.
+    #[error("agent of sandbox {id}: {detail}")]
+    Agent {
+        /// The sandbox.
+        id: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A host-side I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeError {
+    /// True when a retry (a restart with backoff) may succeed.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::InvalidSpec(_) | Self::NoWorkspace(_))
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+}

@@ -1,0 +1,140 @@
+//! The `Runtime` trait: what a sandbox actor needs from whatever actually runs sandboxes.
+//! `local/` runs them as bubblewrap namespaces on this machine; a Kubernetes runtime (Pods and
+//! PVCs) implements the same trait. Actors only ever talk to `dyn Runtime`.
+
+pub mod error;
+pub mod fake;
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use error::RuntimeError;
+
+/// The runtime's result type.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// A sandbox's stable identity in the runtime: the store's uid, never reused, so a sandbox that is
+/// deleted and re-created under the same name never sees the old workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SandboxId(pub String);
+
+impl std::fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a new workspace is filled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkspaceSeed {
+    /// An empty workspace.
+    Empty,
+    /// A copy of another sandbox's workspace (reflink where the filesystem can).
+    CopyOf(SandboxId),
+}
+
+/// What the runtime needs to start a sandbox: the effective spec reduced to what a runtime can act
+/// on. Built by the sandbox actor from the resolved template and the sandbox spec.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuntimeSpec {
+    /// Human name, `namespace/name`, for logs and process titles.
+    pub display_name: String,
+    /// Memory limit in bytes (cgroup); `None` = unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU limit in millicores (cgroup CFS quota); `None` = unlimited.
+    pub cpu_limit_millis: Option<u64>,
+    /// Maximum number of processes (cgroup pids); `None` = the runtime's default.
+    pub pids_limit: Option<u64>,
+    /// Environment of every process in the sandbox.
+    pub env: BTreeMap<String, String>,
+    /// Where the workspace is mounted inside (default `/workspace`).
+    pub mount_path: String,
+    /// Working directory of exec (default: the mount path).
+    pub working_dir: String,
+    /// Opt-in network access; `false` = loopback only.
+    pub allow_internet: bool,
+    /// The template's image; on the local runtime an image that names a root filesystem
+    /// directory is used as `/`, anything else means the host's `/usr`, `/etc`, `/opt`.
+    pub image: Option<String>,
+}
+
+/// A started sandbox, as the runtime reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeInstance {
+    /// What status.podName shows: the Pod name, or `local-<pid>` on the local runtime.
+    pub pod_name: String,
+    /// What status.pvcName shows: the PVC name, or the workspace directory.
+    pub workspace: String,
+}
+
+/// One command to run inside a sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Run as `/bin/sh -c <command>`.
+    pub command: String,
+    /// Killed (the whole process group) after this long.
+    pub timeout: Duration,
+    /// Extra environment for this command only.
+    pub env: BTreeMap<String, String>,
+    /// Working directory; `None` = the spec's working dir.
+    pub working_dir: Option<String>,
+    /// Bytes written to the command's stdin (then closed).
+    pub stdin: Vec<u8>,
+}
+
+/// The outcome of an exec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Captured stdout (lossy UTF-8), capped at [`EXEC_OUTPUT_CAP`] bytes.
+    pub stdout: String,
+    /// Captured stderr (lossy UTF-8), capped at [`EXEC_OUTPUT_CAP`] bytes.
+    pub stderr: String,
+    /// The exit code; 128+signal when killed by a signal; 124 on timeout.
+    pub exit_code: i32,
+    /// The command was killed because it ran past its timeout.
+    pub timed_out: bool,
+    /// Output was cut at the cap.
+    pub truncated: bool,
+}
+
+/// Each of stdout and stderr is capped at this many bytes.
+pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
+
+/// Whether a sandbox's processes are alive, as seen by [`Runtime::probe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// The sandbox runs and its agent answers.
+    Alive(RuntimeInstance),
+    /// Nothing runs for this sandbox.
+    Gone,
+}
+
+/// What runs sandboxes. Every method is idempotent where that makes sense: stopping a stopped
+/// sandbox and removing a removed one succeed.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The runtime's name as `--runtime` spells it (`local`, `kubernetes`).
+    fn name(&self) -> &'static str;
+
+    /// Creates the workspace of a new sandbox. Fails if it already exists.
+    async fn prepare(&self, id: &SandboxId, seed: WorkspaceSeed) -> Result<()>;
+
+    /// Starts the sandbox on its existing workspace and returns once it answers exec.
+    async fn start(&self, id: &SandboxId, spec: &RuntimeSpec) -> Result<RuntimeInstance>;
+
+    /// Reports whether the sandbox still runs; used to re-adopt sandboxes after a server
+    /// restart and to notice processes that died.
+    async fn probe(&self, id: &SandboxId) -> Result<Liveness>;
+
+    /// Ends every process of the sandbox and keeps its workspace.
+    async fn stop(&self, id: &SandboxId) -> Result<()>;
+
+    /// Stops the sandbox and deletes its workspace and every other trace of it.
+    async fn remove(&self, id: &SandboxId) -> Result<()>;
+
+    /// Runs one command inside a running sandbox.
+    async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecOutput>;
+}
