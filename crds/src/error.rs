@@ -25,6 +25,9 @@ pub enum Error {
     /// A duration string is not valid Go duration syntax.
     #[error("invalid duration {0:?}: expected Go duration syntax such as 30s, 5m, 1h30m")]
     InvalidDuration(String),
+    /// A resource quantity is not valid Kubernetes quantity syntax.
+    #[error("invalid quantity {0:?}: expected a Kubernetes quantity such as 500m, 2, 512Mi, 10Gi")]
+    InvalidQuantity(String),
 }
 
 /// The crate's result type.

@@ -6,6 +6,7 @@
 pub mod common;
 pub mod duration;
 pub mod error;
+pub mod quantity;
 pub mod resolve;
 pub mod sandbox;
 pub mod template;

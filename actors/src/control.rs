@@ -1,0 +1,167 @@
+//! `ControlPlane`: the handle the gateway (and the CLI's `serve`) holds. Commands become messages
+//! to the sandbox actors with a timeout; reads come from the read model.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agenttier_crds::{CreatedBy, Sandbox};
+use kube::ResourceExt;
+use ractor::{ActorRef, MessagingErr, RpcReplyPort, rpc::CallResult};
+
+use crate::runtime::{ExecOutput, ExecRequest, Runtime, SandboxId};
+use crate::sandbox::{
+    ActorRegistry, CLONED_FROM_LABEL, RUNTIME_ID_ANNOTATION, ReadModel, SandboxKey, SandboxMsg,
+    SupervisorMsg,
+};
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// How long a command may wait for its actor (covers a start or a stop, not an exec).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The control plane as the gateway sees it.
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub(crate) supervisor: tokio::sync::watch::Receiver<ActorRef<SupervisorMsg>>,
+    pub(crate) registry: ActorRegistry,
+    /// The view lists and gets read.
+    pub read_model: ReadModel,
+    /// The source of truth (templates, events, keys).
+    pub store: Arc<dyn Store>,
+    /// What runs the sandboxes.
+    pub runtime: Arc<dyn Runtime>,
+}
+
+/// What a clone needs besides its source.
+#[derive(Clone, Debug)]
+pub struct CloneRequest {
+    /// The clone's name (validated by the caller).
+    pub name: String,
+    /// The caller, who owns the clone.
+    pub created_by: CreatedBy,
+}
+
+fn unwrap_call<T>(result: Result<CallResult<T>, MessagingErr<impl std::fmt::Debug>>, what: &str) -> Result<T> {
+    match result {
+        Ok(CallResult::Success(value)) => Ok(value),
+        Ok(CallResult::Timeout) => Err(Error::Timeout(format!("{what} timed out"))),
+        Ok(CallResult::SenderError) | Err(_) => {
+            Err(Error::Unavailable(format!("{what}: the sandbox actor is not available")))
+        }
+    }
+}
+
+impl ControlPlane {
+    fn actor(&self, key: &SandboxKey) -> Result<ActorRef<SandboxMsg>> {
+        self.registry
+            .get(key)
+            .map(|a| a.value().clone())
+            .ok_or_else(|| Error::NotFound(format!("sandbox {} not found", key.name)))
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        key: &SandboxKey,
+        timeout: Duration,
+        what: &str,
+        message: impl FnOnce(RpcReplyPort<T>) -> SandboxMsg,
+    ) -> Result<T> {
+        let actor = self.actor(key)?;
+        unwrap_call(actor.call(message, Some(timeout)).await, what)
+    }
+
+    /// One sandbox, from the read model.
+    pub fn get(&self, key: &SandboxKey) -> Option<Sandbox> {
+        self.read_model.get(key)
+    }
+
+    /// All sandboxes, from the read model.
+    pub fn list(&self) -> Vec<Sandbox> {
+        self.read_model.list()
+    }
+
+    /// Stores a new sandbox and starts its actor; returns once it left Creating or after
+    /// `wait` (whichever is first), so fast runtimes answer with a Running sandbox.
+    pub async fn create(&self, sandbox: Sandbox, wait: Duration) -> Result<Sandbox> {
+        let created = unwrap_call(
+            self.supervisor
+                .borrow()
+                .clone()
+                .call(|reply| SupervisorMsg::Create { sandbox: Box::new(sandbox), reply }, Some(COMMAND_TIMEOUT))
+                .await,
+            "create",
+        )??;
+        Ok(self.wait_settled(&SandboxKey::of(&created), wait).await.unwrap_or(created))
+    }
+
+    /// Waits up to `wait` for the sandbox to leave Creating; `None` if it did not.
+    pub async fn wait_settled(&self, key: &SandboxKey, wait: Duration) -> Option<Sandbox> {
+        if wait.is_zero() {
+            return None;
+        }
+        self.call(key, wait, "wait", |reply| SandboxMsg::WaitSettled { reply }).await.ok()
+    }
+
+    /// Stops a Running sandbox; returns it Stopped.
+    pub async fn stop(&self, key: &SandboxKey, actor: &str) -> Result<Sandbox> {
+        let actor = actor.to_string();
+        self.call(key, COMMAND_TIMEOUT, "stop", |reply| SandboxMsg::Stop { actor, reply }).await?
+    }
+
+    /// Resumes a Stopped or failed sandbox; returns it Running (or Error).
+    pub async fn resume(&self, key: &SandboxKey, actor: &str) -> Result<Sandbox> {
+        let actor = actor.to_string();
+        self.call(key, COMMAND_TIMEOUT, "resume", |reply| SandboxMsg::Resume { actor, reply }).await?
+    }
+
+    /// Deletes a sandbox and its workspace.
+    pub async fn delete(&self, key: &SandboxKey, actor: &str) -> Result<()> {
+        let actor = actor.to_string();
+        self.call(key, COMMAND_TIMEOUT, "delete", |reply| SandboxMsg::Delete { actor, reply }).await?
+    }
+
+    /// Runs a command; waits as long as the command's own timeout allows.
+    pub async fn exec(&self, key: &SandboxKey, request: ExecRequest) -> Result<ExecOutput> {
+        let timeout = request.timeout + Duration::from_secs(10);
+        self.call(key, timeout, "exec", |reply| SandboxMsg::Exec { request, reply }).await?
+    }
+
+    /// Clones a sandbox: copies its workspace under a fresh runtime id, then creates the new
+    /// sandbox through the ordinary create path. The copy is removed if the create fails.
+    pub async fn clone_sandbox(&self, source: &SandboxKey, request: CloneRequest, wait: Duration) -> Result<Sandbox> {
+        let original = self.get(source).ok_or_else(|| Error::NotFound(format!("sandbox {} not found", source.name)))?;
+        let target_key = SandboxKey::new(source.namespace.clone(), request.name.clone());
+        if self.get(&target_key).is_some() {
+            return Err(Error::Conflict(format!(
+                "sandbox {} already exists in namespace {}",
+                request.name, source.namespace
+            )));
+        }
+        let target = SandboxId(new_runtime_id());
+        let copy_target = target.clone();
+        self.call(source, COMMAND_TIMEOUT, "clone", |reply| SandboxMsg::CopyWorkspace { target: copy_target, reply })
+            .await??;
+        let mut clone = Sandbox::new(&request.name, original.spec.clone());
+        clone.metadata.namespace = Some(source.namespace.clone());
+        clone.labels_mut().insert(CLONED_FROM_LABEL.to_string(), source.name.clone());
+        clone.annotations_mut().insert(RUNTIME_ID_ANNOTATION.to_string(), target.0.clone());
+        clone.spec.created_by = Some(request.created_by);
+        clone.spec.clone_from_snapshot = None;
+        match self.create(clone, wait).await {
+            Ok(created) => Ok(created),
+            Err(e) => {
+                if let Err(cleanup) = self.runtime.remove(&target).await {
+                    tracing::warn!(error = %cleanup, "could not remove the copied workspace of a failed clone");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A fresh random runtime id in uuid form.
+fn new_runtime_id() -> String {
+    let h = hex::encode(rand::random::<[u8; 16]>());
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+

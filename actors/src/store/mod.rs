@@ -1,0 +1,121 @@
+//! The `Store` trait: the source of truth for desired and observed state. SQLite in embedded mode
+//! (`sqlite.rs`); the Kubernetes API in cluster mode. Objects are kept as Kubernetes-shaped JSON
+//! (`metadata`, `spec`, `status`) so both stores hold the same documents, with a resourceVersion
+//! on every write, optimistic concurrency, and a watch stream the supervisor turns into messages.
+
+pub mod error;
+pub mod event;
+pub mod sqlite;
+pub mod typed;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub use error::StoreError;
+pub use event::{EventFilter, EventRecord, EventType};
+pub use typed::TypedStore;
+
+/// The store's result type.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What happened to an object, as a watch reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEventType {
+    /// The object was created.
+    Added,
+    /// The object was replaced.
+    Modified,
+    /// The object was deleted.
+    Deleted,
+}
+
+/// One change seen by a watcher.
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    /// The kind of the object (`Sandbox`, `ClusterSandboxTemplate`, …).
+    pub kind: String,
+    /// What happened.
+    pub event_type: WatchEventType,
+    /// The object after the change (before it, for deletions).
+    pub object: Value,
+}
+
+/// An API key record as the store keeps it: only the hash of the key, never the key.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRecord {
+    /// The key's id (`agenttier-apikey-<hash[:40]>`, as the contract names it).
+    pub id: String,
+    /// Lowercase hex SHA-256 of the whole key.
+    pub key_hash: String,
+    /// The owner's subject.
+    pub user_id: String,
+    /// The owner's email.
+    #[serde(default)]
+    pub email: String,
+    /// The key's name (shown as `name` by `/user/me`).
+    #[serde(default)]
+    pub name: String,
+    /// Admin keys are minted only by the server itself (the first-start bootstrap key).
+    #[serde(default)]
+    pub is_admin: bool,
+    /// The sandbox a scoped key is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_id: Option<String>,
+    /// The action groups of a scoped key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_groups: Option<Vec<String>>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 expiry, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// Durable state. Cluster-scoped objects use the empty namespace.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates an object; fills uid, resourceVersion, generation and creationTimestamp.
+    async fn create(&self, kind: &str, object: Value) -> Result<Value>;
+
+    /// Reads one object.
+    async fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>>;
+
+    /// Lists objects of a kind, in one namespace or (with `None`) everywhere.
+    async fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Vec<Value>>;
+
+    /// Replaces an object. `metadata.resourceVersion` must equal the stored one, else
+    /// [`StoreError::Conflict`]; the new resourceVersion is returned in the object.
+    async fn replace(&self, kind: &str, object: Value) -> Result<Value>;
+
+    /// Deletes an object and returns it; `None` when it did not exist.
+    async fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>>;
+
+    /// Subscribes to every change made after this call.
+    fn watch(&self) -> broadcast::Receiver<WatchEvent>;
+
+    /// Appends an event (a transition or a user action) to the audit trail.
+    async fn append_event(&self, event: EventRecord) -> Result<()>;
+
+    /// Lists events, newest first, matching `filter`.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
+
+    /// Stores an API key record.
+    async fn put_api_key(&self, record: ApiKeyRecord) -> Result<()>;
+
+    /// Finds an API key record by the hash of the key.
+    async fn get_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Lists the API keys of a user (all keys with `None`).
+    async fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Deletes an API key record by id; false when it did not exist.
+    async fn delete_api_key(&self, id: &str) -> Result<bool>;
+
+    /// Reads a small piece of server state (bootstrap flags, settings).
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
+
+    /// Writes a small piece of server state.
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+}
