@@ -83,10 +83,9 @@ impl ControlPlane {
     /// Stores a new sandbox and starts its actor; returns once it left Creating or after
     /// `wait` (whichever is first), so fast runtimes answer with a Running sandbox.
     pub async fn create(&self, sandbox: Sandbox, wait: Duration) -> Result<Sandbox> {
+        let supervisor = self.supervisor.borrow().clone();
         let created = unwrap_call(
-            self.supervisor
-                .borrow()
-                .clone()
+            supervisor
                 .call(|reply| SupervisorMsg::Create { sandbox: Box::new(sandbox), reply }, Some(COMMAND_TIMEOUT))
                 .await,
             "create",

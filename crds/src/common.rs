@@ -23,7 +23,10 @@ pub struct TemplateRef {
     /// The template's name.
     pub name: String,
     /// `SandboxTemplate` (the CRD default) or `ClusterSandboxTemplate`.
+    // The default lives only in the CRD schema: the apiserver fills it in on CRs, while serde
+    // still reports an omitted kind as `None` so the REST layer can apply its own default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "SandboxTemplate"))]
     pub kind: Option<String>,
     /// The namespace of a `SandboxTemplate`; defaults to the referrer's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -424,7 +427,12 @@ pub struct HarnessSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentSpec>,
     /// Use the in-pod HTTP runtime for exec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The wire name is `useHTTPExec` (contract §7.3); `rename_all` would spell it `useHttpExec`.
+    #[serde(
+        default,
+        rename = "useHTTPExec",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub use_http_exec: Option<bool>,
 }
 

@@ -1,1 +1,60 @@
-//! gateway
+//! AgentTier's HTTP gateway (axum): translates REST (and, later, WebSocket and SSE) traffic into
+//! actor messages and the replies into the wire contract's responses. `app(state)` is the whole
+//! router, so tests drive it with `tower::ServiceExt::oneshot` and the binary serves it.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+pub mod wire;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::{ApiError, ApiResult};
+pub use state::{AppState, GatewayConfig};
+
+use routes::{health, sandboxes, templates, user};
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/sandboxes", get(sandboxes::list).post(sandboxes::create))
+        .route("/sandboxes/{id}", get(sandboxes::get).delete(sandboxes::delete))
+        .route("/sandboxes/{id}/stop", post(sandboxes::stop))
+        .route("/sandboxes/{id}/resume", post(sandboxes::resume))
+        .route("/sandboxes/{id}/clone", post(sandboxes::clone))
+        .route("/sandboxes/{id}/exec", post(sandboxes::exec))
+        .route("/templates", get(templates::list).post(templates::create))
+        .route(
+            "/templates/{name}",
+            get(templates::get).put(templates::replace).delete(templates::delete),
+        )
+        .route("/user/me", get(user::me))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_identity,
+        ))
+        .fallback(not_found);
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_json_body))
+        .layer(axum::middleware::from_fn(request_id::propagate))
+        .with_state(state)
+}
+
+/// Unknown routes answer JSON too, so a client never has to parse plain text.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

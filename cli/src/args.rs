@@ -1,0 +1,175 @@
+//! Command-line arguments. Client commands are configured like the Python SDK
+//! (`AGENTTIER_API_URL`, `AGENTTIER_API_KEY`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// AgentTier: isolated, persistent sandboxes for agents and people.
+#[derive(Parser, Debug)]
+#[command(name = "agenttier", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Where and how client commands connect.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Connection settings of the client commands.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The server's base URL.
+    #[arg(long, global = true, env = "AGENTTIER_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+    /// An API key (`atk_…`).
+    #[arg(long, global = true, env = "AGENTTIER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A bearer token (OIDC).
+    #[arg(long, global = true, env = "AGENTTIER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// How results are printed.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Output format of client commands.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane (API and UI).
+    Serve(ServeArgs),
+    /// Print the version.
+    Version,
+    /// Manage sandboxes.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Inspect templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+/// The runtime that runs sandboxes.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Linux namespaces via bubblewrap on this machine, state in SQLite.
+    Local,
+}
+
+/// Arguments of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address of the API and UI.
+    #[arg(long, env = "AGENTTIER_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+    /// Where state, workspaces and logs live (default: $XDG_DATA_HOME/agenttier or ~/.local/share/agenttier).
+    #[arg(long, env = "AGENTTIER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Accept every request as an admin "dev-user". For local trials only.
+    #[arg(long, env = "AGENTTIER_DEV_AUTH")]
+    pub dev_auth: bool,
+    /// Which runtime runs sandboxes.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Local)]
+    pub runtime: RuntimeKind,
+    /// The namespace used when a request names none.
+    #[arg(long, env = "SANDBOX_NAMESPACE", default_value = "default")]
+    pub sandbox_namespace: String,
+    /// Host uid (and gid) that owns sandbox processes and workspaces; never root.
+    #[arg(long, default_value_t = 61000)]
+    pub sandbox_uid: u32,
+}
+
+/// `sandbox …` commands.
+#[derive(Subcommand, Debug)]
+pub enum SandboxCommand {
+    /// Create a sandbox from a template.
+    Create {
+        /// The sandbox's name.
+        name: String,
+        /// The ClusterSandboxTemplate to use.
+        #[arg(long, short = 't', default_value = "general-coding")]
+        template: String,
+        /// The namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Maximum runtime (Go duration, e.g. 8h).
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Idle timeout (Go duration, e.g. 30m).
+        #[arg(long)]
+        idle_timeout: Option<String>,
+        /// Workspace size (e.g. 10Gi).
+        #[arg(long)]
+        storage_size: Option<String>,
+    },
+    /// List sandboxes.
+    List {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this phase.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one sandbox.
+    Get {
+        /// The sandbox id.
+        id: String,
+    },
+    /// Run a command inside a sandbox; exits with the command's exit code.
+    Exec {
+        /// The sandbox id.
+        id: String,
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// The command and its arguments (after `--`).
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Stop a sandbox, keeping its workspace.
+    Stop {
+        /// The sandbox id.
+        id: String,
+    },
+    /// Resume a stopped sandbox.
+    Resume {
+        /// The sandbox id.
+        id: String,
+    },
+    /// Clone a sandbox with its workspace.
+    Clone {
+        /// The source sandbox id.
+        id: String,
+        /// The clone's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Delete a sandbox and its workspace.
+    Delete {
+        /// The sandbox id.
+        id: String,
+    },
+}
+
+/// `template …` commands.
+#[derive(Subcommand, Debug)]
+pub enum TemplateCommand {
+    /// List templates.
+    List,
+    /// Show one template.
+    Get {
+        /// The template's name.
+        name: String,
+    },
+}

@@ -1,0 +1,143 @@
+//! `agenttier serve`: opens the store, seeds the default templates, mints the first admin key,
+//! starts the runtime and the actor system, and serves the gateway until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use kube::ResourceExt;
+
+use agenttier_actors::ActorSystem;
+use agenttier_actors::runtime::Runtime;
+use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
+use agenttier_actors::store::sqlite::SqliteStore;
+use agenttier_actors::store::{Store, StoreError, TypedStore};
+use agenttier_crds::ClusterSandboxTemplate;
+use agenttier_gateway::auth::{Authenticator, api_keys};
+use agenttier_gateway::{AppState, GatewayConfig};
+
+use crate::args::{RuntimeKind, ServeArgs};
+
+/// The settings key recording that the first admin key was minted.
+const BOOTSTRAP_KEY_SETTING: &str = "bootstrap_admin_key_id";
+
+/// Runs the server until it is told to stop.
+pub async fn run(args: ServeArgs) -> Result<()> {
+    init_tracing();
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let store = Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("cannot open the state database")?);
+    seed_default_templates(store.as_ref()).await?;
+    let admin_key = bootstrap_admin_key(store.as_ref()).await?;
+
+    let runtime: Arc<dyn Runtime> = match args.runtime {
+        RuntimeKind::Local => {
+            let agent = std::env::current_exe().context("cannot locate the agenttier binary")?;
+            let mut config = LocalRuntimeConfig::new(data_dir.clone(), agent);
+            config.sandbox_uid = args.sandbox_uid;
+            config.sandbox_gid = args.sandbox_uid;
+            Arc::new(LocalRuntime::new(config).context("cannot start the local runtime")?)
+        }
+    };
+    let system = ActorSystem::start(store.clone() as Arc<dyn Store>, runtime)
+        .await
+        .context("cannot start the actor system")?;
+    let state = AppState {
+        control: system.control.clone(),
+        auth: Arc::new(Authenticator::new(store.clone() as Arc<dyn Store>, args.dev_auth)),
+        config: Arc::new(GatewayConfig { default_namespace: args.sandbox_namespace.clone(), ..Default::default() }),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen_addr))?;
+    let address = listener.local_addr()?;
+    print_banner(&address.to_string(), &data_dir, args.dev_auth, admin_key.as_deref());
+    axum::serve(listener, agenttier_gateway::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("shutting down; running sandboxes keep running and are re-adopted on the next start");
+    system.shutdown().await;
+    Ok(())
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("agenttier");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/agenttier"),
+        None => PathBuf::from("/var/lib/agenttier"),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Creates the default ClusterSandboxTemplates that do not exist yet; never overwrites edits.
+async fn seed_default_templates(store: &SqliteStore) -> Result<()> {
+    for template in agenttier_crds::defaults::default_cluster_templates() {
+        match store.create_obj::<ClusterSandboxTemplate>(&template).await {
+            Ok(_) => tracing::info!(template = %template.name_any(), "created default template"),
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e).context("cannot create the default templates"),
+        }
+    }
+    Ok(())
+}
+
+/// On the very first start, mints an admin API key; returns its plaintext only then.
+async fn bootstrap_admin_key(store: &SqliteStore) -> Result<Option<String>> {
+    if store.get_setting(BOOTSTRAP_KEY_SETTING).await?.is_some() {
+        return Ok(None);
+    }
+    let (key, record) = api_keys::mint("admin", "bootstrap admin key", true);
+    let id = record.id.clone();
+    store.put_api_key(record).await?;
+    store.put_setting(BOOTSTRAP_KEY_SETTING, &id).await?;
+    Ok(Some(key))
+}
+
+fn print_banner(address: &str, data_dir: &std::path::Path, dev_auth: bool, admin_key: Option<&str>) {
+    println!("AgentTier is running.");
+    println!("  API:  http://{address}/api/v1");
+    println!("  UI:   http://{address}/");
+    println!("  Data: {}", data_dir.display());
+    if dev_auth {
+        println!("  WARNING: --dev-auth is on: every request is accepted as the admin \"dev-user\".");
+        println!("           Never expose this server beyond this machine.");
+        tracing::warn!("dev-auth is enabled: all requests are treated as an admin");
+    }
+    match admin_key {
+        Some(key) => {
+            println!("  Admin API key (shown once, only its hash is stored): {key}");
+            println!("  Log in:  export AGENTTIER_API_URL=http://{address} AGENTTIER_API_KEY={key}");
+        }
+        None if !dev_auth => {
+            println!("  Log in with the admin API key printed on this data directory's first start");
+            println!("  (export AGENTTIER_API_KEY=atk_...).");
+        }
+        None => {}
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = interrupt.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+}

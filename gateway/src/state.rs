@@ -1,0 +1,51 @@
+//! `AppState`: what every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+
+use agenttier_actors::ControlPlane;
+
+use crate::auth::Authenticator;
+
+/// Settings of the gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The namespace REST lookups try first and creates default to (contract §1.1).
+    pub default_namespace: String,
+    /// How long a create or resume waits for the sandbox to settle before answering.
+    pub settle_wait: Duration,
+    /// The longest exec timeout a client may ask for.
+    pub max_exec_timeout: Duration,
+    /// The largest JSON body accepted.
+    pub max_json_body: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            default_namespace: "default".into(),
+            settle_wait: Duration::from_secs(10),
+            max_exec_timeout: Duration::from_secs(3600),
+            max_json_body: 1 << 20,
+        }
+    }
+}
+
+/// Shared state of the router.
+#[derive(Clone)]
+pub struct AppState {
+    /// The actor system's handle.
+    pub control: ControlPlane,
+    /// Who is calling.
+    pub auth: Arc<Authenticator>,
+    /// Settings.
+    pub config: Arc<GatewayConfig>,
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
