@@ -1,1 +1,220 @@
-//! Helpers shared by the end-to-end tests live in `tests/common`.
+//! The harness the end-to-end tests share: start the real `agenttier` binary on a free port with
+//! its own data directory, talk to it over HTTP, and clean up every sandbox it leaves behind.
+//! A test that needs the binary fails (never skips) when it has not been built.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `agenttier` binary under test: `$AGENTTIER_BIN`, else `target/debug/agenttier`.
+pub fn agenttier_bin() -> PathBuf {
+    let path = std::env::var_os("AGENTTIER_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agenttier")
+    });
+    assert!(
+        path.exists(),
+        "the agenttier binary is missing at {}: run `cargo build -p agenttier` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `agenttier serve` with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The admin key printed on first start.
+    pub admin_key: String,
+    /// An HTTP client with the admin key set.
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Self {
+        let tmp = tempfile::Builder::new().prefix("agenttier-it-").tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut server = Self::start_on(&data, None);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// Starts a server on `data`; `admin_key` is the key of an earlier start on the same data.
+    pub fn start_on(data: &Path, admin_key: Option<String>) -> Self {
+        let mut child = Command::new(agenttier_bin())
+            .args(["serve", "--listen-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_path(data))
+                    .unwrap_or_else(|_| {
+                        std::fs::create_dir_all(data).unwrap();
+                        std::fs::File::create(log_path(data)).unwrap()
+                    }),
+            ))
+            .spawn()
+            .expect("spawn agenttier serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut url = None;
+        let mut key = admin_key;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines = BufReader::new(stdout).lines();
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(rest) = line.trim().strip_prefix("API:") {
+                url = Some(rest.trim().trim_end_matches("/api/v1").to_string());
+            }
+            if let Some(found) = line.split_whitespace().find(|w| w.starts_with("atk_")) {
+                key.get_or_insert_with(|| found.to_string());
+            }
+            if line.contains("Log in") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let url = url.unwrap_or_else(|| {
+            panic!("server did not start; log:\n{}", std::fs::read_to_string(log_path(data)).unwrap_or_default())
+        });
+        let admin_key = key.expect("no admin key printed and none given");
+        let http = client_with_key(&admin_key);
+        Self { child: Some(child), data: data.to_path_buf(), _tmp: None, url, admin_key, http }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// `<url>/api/v1<path>`.
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+
+    /// `kill -9` the server (its sandboxes keep running), keeping the data directory.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Takes the temp dir out so it outlives this server (for restart tests).
+    pub fn keep_data(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_path(&self.data)).unwrap_or_default()
+    }
+
+    /// POST a JSON body, returning status and JSON.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.http.post(self.api(path)).json(&body).send().await.unwrap();
+        status_json(response).await
+    }
+
+    /// GET, returning status and JSON.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        status_json(self.http.get(self.api(path)).send().await.unwrap()).await
+    }
+
+    /// DELETE, returning the status.
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http.delete(self.api(path)).send().await.unwrap().status().as_u16()
+    }
+
+    /// Runs a command in a sandbox and returns (stdout, stderr, exitCode); panics on non-200.
+    pub async fn exec(&self, id: &str, command: &str) -> (String, String, i64) {
+        let (status, body) =
+            self.post(&format!("/sandboxes/{id}/exec"), serde_json::json!({"command": command, "timeout": 30})).await;
+        assert_eq!(status, 200, "exec {command:?} failed: {body}");
+        (
+            body["stdout"].as_str().unwrap().to_string(),
+            body["stderr"].as_str().unwrap().to_string(),
+            body["exitCode"].as_i64().unwrap(),
+        )
+    }
+
+    /// Creates a sandbox from a template and asserts it is Running.
+    pub async fn create_running(&self, name: &str, template: &str) -> Value {
+        let (status, body) = self
+            .post("/sandboxes", serde_json::json!({"name": name, "templateRef": {"name": template}}))
+            .await;
+        assert_eq!(status, 201, "create {name}: {body}");
+        self.wait_phase(name, "Running").await
+    }
+
+    /// Polls GET until the sandbox reaches `phase` (10 s), returning it.
+    pub async fn wait_phase(&self, id: &str, phase: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.get(&format!("/sandboxes/{id}")).await;
+            if status == 200 && body["status"] == phase {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "sandbox {id} never reached {phase}: {status} {body}\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A reqwest client that sends `X-API-Key`.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", key.parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// Status and body (JSON, or the text as a JSON string) of a response.
+pub async fn status_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, json)
+}
+
+fn log_path(data: &Path) -> PathBuf {
+    data.with_extension("log")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if self._tmp.is_some() {
+            stop_all_sandboxes(&self.data);
+        }
+    }
+}
+
+/// Stops every sandbox under a data directory (they outlive the server by design).
+pub fn stop_all_sandboxes(data: &Path) {
+    let data = data.to_path_buf();
+    // Drop may run inside a test's tokio runtime; use a thread with its own.
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
+            use agenttier_actors::runtime::{Runtime, SandboxId};
+            let Ok(runtime) = LocalRuntime::new(LocalRuntimeConfig::new(&data, agenttier_bin())) else { return };
+            let Ok(entries) = std::fs::read_dir(data.join("sandboxes")) else { return };
+            for entry in entries.flatten() {
+                let id = SandboxId(entry.file_name().to_string_lossy().into_owned());
+                let _ = runtime.stop(&id).await;
+            }
+        });
+    })
+    .join();
+}
