@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use agenttier_actors::runtime::{
-    ExecOutput, ExecRequest, Liveness, Runtime, RuntimeError, RuntimeSpec, SandboxId,
-    WorkspaceSeed,
+    ExecOutput, ExecRequest, Liveness, Runtime, RuntimeError, RuntimeSpec, SandboxId, WorkspaceSeed,
 };
 
 const SANDBOX_UID: u32 = 61000;
@@ -59,7 +58,12 @@ impl Harness {
         let data = tempfile::tempdir().unwrap();
         let config = LocalRuntimeConfig::new(data.path(), agent_binary());
         let runtime = Arc::new(LocalRuntime::new(config.clone()).unwrap());
-        Self { runtime, config, created: Mutex::new(Vec::new()), data }
+        Self {
+            runtime,
+            config,
+            created: Mutex::new(Vec::new()),
+            data,
+        }
     }
 
     fn rt(&self) -> &LocalRuntime {
@@ -67,7 +71,10 @@ impl Harness {
     }
 
     fn sandbox_dir(&self, id: &SandboxId) -> PathBuf {
-        std::fs::canonicalize(self.data.path()).unwrap().join("sandboxes").join(&id.0)
+        std::fs::canonicalize(self.data.path())
+            .unwrap()
+            .join("sandboxes")
+            .join(&id.0)
     }
 
     fn workspace(&self, id: &SandboxId) -> PathBuf {
@@ -106,7 +113,10 @@ impl Drop for Harness {
         let ids = std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()));
         // Drop cannot await; clean up on a runtime of its own.
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 for id in ids {
                     if let Err(e) = runtime.remove(&id).await {
@@ -130,24 +140,42 @@ fn request(command: &str) -> ExecRequest {
 }
 
 fn spec() -> RuntimeSpec {
-    RuntimeSpec { display_name: "test/sandbox".into(), ..Default::default() }
+    RuntimeSpec {
+        display_name: "test/sandbox".into(),
+        ..Default::default()
+    }
 }
 
 /// The host's cgroup directories of a sandbox (v1 controllers or the v2 group).
 fn cgroup_dirs(id: &SandboxId) -> Vec<PathBuf> {
     ["memory", "cpu", "pids", ""]
         .iter()
-        .map(|c| Path::new("/sys/fs/cgroup").join(c).join("agenttier").join(&id.0))
+        .map(|c| {
+            Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join("agenttier")
+                .join(&id.0)
+        })
         .collect()
 }
 
 fn pid_of(pod_name: &str) -> i32 {
-    pod_name.strip_prefix("local-").expect("pod name is local-<pid>").parse().unwrap()
+    pod_name
+        .strip_prefix("local-")
+        .expect("pod name is local-<pid>")
+        .parse()
+        .unwrap()
 }
 
 fn host_process_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -161,7 +189,10 @@ async fn start_and_exec() {
     assert!(host_process_alive(pid_of(&instance.pod_name)));
 
     let out = h.sh(&id, "echo hello; echo oops >&2; exit 7").await;
-    assert_eq!((out.stdout.as_str(), out.stderr.as_str(), out.exit_code), ("hello\n", "oops\n", 7));
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str(), out.exit_code),
+        ("hello\n", "oops\n", 7)
+    );
     assert!(!out.timed_out && !out.truncated);
     assert_eq!(h.ok(&id, "pwd").await, "/workspace\n");
     assert_eq!(h.ok(&id, "hostname").await, "sandbox\n");
@@ -195,7 +226,10 @@ async fn env_stdin_and_working_dir() {
         )
         .await
         .unwrap();
-    assert_eq!(out.stdout, "spec value|req|/workspace|/workspace/sub\npiped in");
+    assert_eq!(
+        out.stdout,
+        "spec value|req|/workspace|/workspace/sub\npiped in"
+    );
     let path = h.ok(&id, "echo $PATH").await;
     assert!(path.contains("/usr/bin"), "{path}");
     h.rt().remove(&id).await.unwrap();
@@ -206,7 +240,12 @@ async fn runs_as_an_unprivileged_user() {
     let h = Harness::new();
     let id = h.start("uid", &spec()).await;
     assert_eq!(h.ok(&id, "id -u; id -g").await, "1000\n1000\n");
-    let status = h.ok(&id, "grep -E '^(CapEff|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status").await;
+    let status = h
+        .ok(
+            &id,
+            "grep -E '^(CapEff|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status",
+        )
+        .await;
     let fields: BTreeMap<&str, &str> = status
         .lines()
         .filter_map(|l| l.split_once(':'))
@@ -228,7 +267,12 @@ async fn runs_as_an_unprivileged_user() {
 async fn sees_no_host_processes() {
     let h = Harness::new();
     let id = h.start("pids", &spec()).await;
-    let listing = h.ok(&id, "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(cat $p/comm)\"; done").await;
+    let listing = h
+        .ok(
+            &id,
+            "for p in /proc/[0-9]*; do echo \"${p#/proc/} $(cat $p/comm)\"; done",
+        )
+        .await;
     let processes: Vec<(u32, String)> = listing
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -239,7 +283,10 @@ async fn sees_no_host_processes() {
     assert!(processes.iter().all(|(pid, _)| *pid < 100), "{listing}");
     assert_eq!(processes[0], (1, "bwrap".to_string()), "{listing}");
     let ps = h.ok(&id, "ps -e -o comm=").await;
-    assert!(!ps.contains("cargo") && !ps.contains("local_runtime"), "{ps}");
+    assert!(
+        !ps.contains("cargo") && !ps.contains("local_runtime"),
+        "{ps}"
+    );
     h.rt().remove(&id).await.unwrap();
 }
 
@@ -248,21 +295,44 @@ async fn network_is_loopback_only() {
     let h = Harness::new();
     let id = h.start("net", &spec()).await;
     let dev = h.ok(&id, "cat /proc/net/dev").await;
-    let interfaces: Vec<&str> =
-        dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
     assert_eq!(interfaces, ["lo"], "{dev}");
     let route = h.ok(&id, "cat /proc/net/route").await;
-    assert_eq!(route.lines().count(), 1, "only the header, no default route: {route}");
+    assert_eq!(
+        route.lines().count(),
+        1,
+        "only the header, no default route: {route}"
+    );
     h.rt().remove(&id).await.unwrap();
 }
 
 #[tokio::test]
 async fn internet_is_opt_in() {
     let h = Harness::new();
-    let id = h.start("inet", &RuntimeSpec { allow_internet: true, ..spec() }).await;
-    let host_interfaces = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count();
+    let id = h
+        .start(
+            "inet",
+            &RuntimeSpec {
+                allow_internet: true,
+                ..spec()
+            },
+        )
+        .await;
+    let host_interfaces = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .count();
     let dev = h.ok(&id, "cat /proc/net/dev").await;
-    assert_eq!(dev.lines().count(), host_interfaces, "shares the host network: {dev}");
+    assert_eq!(
+        dev.lines().count(),
+        host_interfaces,
+        "shares the host network: {dev}"
+    );
     h.rt().remove(&id).await.unwrap();
 }
 
@@ -270,7 +340,11 @@ async fn internet_is_opt_in() {
 async fn host_system_is_read_only() {
     let h = Harness::new();
     let id = h.start("ro", &spec()).await;
-    for path in ["/usr/agenttier-test", "/etc/agenttier-test", "/bin/agenttier-test"] {
+    for path in [
+        "/usr/agenttier-test",
+        "/etc/agenttier-test",
+        "/bin/agenttier-test",
+    ] {
         let out = h.sh(&id, &format!("touch {path}")).await;
         assert_ne!(out.exit_code, 0, "{path} must not be writable: {out:?}");
         assert!(!Path::new(path).exists());
@@ -285,14 +359,31 @@ async fn host_system_is_read_only() {
 #[tokio::test]
 async fn memory_limit_kills_the_hog_not_the_sandbox() {
     let h = Harness::new();
-    let spec = RuntimeSpec { memory_limit_bytes: Some(64 << 20), ..spec() };
+    let spec = RuntimeSpec {
+        memory_limit_bytes: Some(64 << 20),
+        ..spec()
+    };
     let id = h.start("mem", &spec).await;
+    // Commands are the OOM killer's first choice, the agent (pid 2, under bubblewrap's init) is
+    // not (-900 when the server has CAP_SYS_RESOURCE, else inherited).
+    let adj = h
+        .ok(&id, "cat /proc/2/oom_score_adj /proc/self/oom_score_adj")
+        .await;
+    let adj: Vec<i32> = adj.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(adj[1], 500);
+    assert!(adj[0] < adj[1], "{adj:?}");
     // dd fills a 256 MiB buffer from /dev/zero.
-    let out = h.sh(&id, "dd if=/dev/zero of=/dev/null bs=256M count=1").await;
+    let out = h
+        .sh(&id, "dd if=/dev/zero of=/dev/null bs=256M count=1")
+        .await;
     assert_eq!(out.exit_code, 137, "killed by SIGKILL (OOM): {out:?}");
     assert_eq!(h.ok(&id, "echo still here").await, "still here\n");
     // Small allocations are fine.
-    h.ok(&id, "dd if=/dev/zero of=/dev/null bs=16M count=1 2>/dev/null").await;
+    h.ok(
+        &id,
+        "dd if=/dev/zero of=/dev/null bs=16M count=1 2>/dev/null",
+    )
+    .await;
     h.rt().remove(&id).await.unwrap();
 }
 
@@ -304,10 +395,18 @@ async fn workspace_files_belong_to_the_sandbox_uid() {
     let ws = h.workspace(&id);
     for path in [ws.clone(), ws.join("file"), ws.join("dir")] {
         let meta = std::fs::metadata(&path).unwrap();
-        assert_eq!((meta.uid(), meta.gid()), (SANDBOX_UID, SANDBOX_UID), "{}", path.display());
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (SANDBOX_UID, SANDBOX_UID),
+            "{}",
+            path.display()
+        );
     }
     assert_eq!(std::fs::metadata(&ws).unwrap().mode() & 0o777, 0o750);
-    assert_eq!(h.ok(&id, "stat -c %u:%g /workspace/file").await, "1000:1000\n");
+    assert_eq!(
+        h.ok(&id, "stat -c %u:%g /workspace/file").await,
+        "1000:1000\n"
+    );
     h.rt().remove(&id).await.unwrap();
 }
 
@@ -319,7 +418,14 @@ async fn sandboxes_cannot_see_each_other() {
     h.ok(&a, "echo secret > /workspace/secret").await;
     let a_host = h.workspace(&a);
     let out = h
-        .sh(&b, &format!("cat /workspace/secret || ls {} || cat {}/secret", a_host.display(), a_host.display()))
+        .sh(
+            &b,
+            &format!(
+                "cat /workspace/secret || ls {} || cat {}/secret",
+                a_host.display(),
+                a_host.display()
+            ),
+        )
         .await;
     assert_ne!(out.exit_code, 0, "{out:?}");
     assert!(!out.stdout.contains("secret"), "{out:?}");
@@ -337,7 +443,8 @@ async fn sandboxes_cannot_see_each_other() {
 async fn stop_keeps_the_workspace_and_start_resumes() {
     let h = Harness::new();
     let id = h.start("resume", &spec()).await;
-    h.ok(&id, "echo kept > kept.txt; sleep 1000 > /dev/null 2>&1 &").await;
+    h.ok(&id, "echo kept > kept.txt; sleep 1000 > /dev/null 2>&1 &")
+        .await;
     let first = match h.rt().probe(&id).await.unwrap() {
         Liveness::Alive(instance) => instance,
         Liveness::Gone => panic!("sandbox should run"),
@@ -348,9 +455,15 @@ async fn stop_keeps_the_workspace_and_start_resumes() {
         assert!(!dir.exists(), "{} removed", dir.display());
     }
     assert_eq!(h.rt().probe(&id).await.unwrap(), Liveness::Gone);
-    assert!(matches!(h.rt().exec(&id, request("true")).await, Err(RuntimeError::NotRunning(_))));
+    assert!(matches!(
+        h.rt().exec(&id, request("true")).await,
+        Err(RuntimeError::NotRunning(_))
+    ));
     h.rt().stop(&id).await.unwrap();
-    assert_eq!(std::fs::read_to_string(h.workspace(&id).join("kept.txt")).unwrap(), "kept\n");
+    assert_eq!(
+        std::fs::read_to_string(h.workspace(&id).join("kept.txt")).unwrap(),
+        "kept\n"
+    );
 
     let second = h.rt().start(&id, &spec()).await.unwrap();
     assert_ne!(second.pod_name, first.pod_name);
@@ -363,8 +476,14 @@ async fn stop_keeps_the_workspace_and_start_resumes() {
 async fn clone_copies_the_workspace() {
     let h = Harness::new();
     let source = h.start("clone-src", &spec()).await;
-    h.ok(&source, "mkdir -p d && echo original > d/f && chmod 640 d/f").await;
-    let copy = h.prepare("clone-dst", WorkspaceSeed::CopyOf(source.clone())).await;
+    h.ok(
+        &source,
+        "mkdir -p d && echo original > d/f && chmod 640 d/f",
+    )
+    .await;
+    let copy = h
+        .prepare("clone-dst", WorkspaceSeed::CopyOf(source.clone()))
+        .await;
     let meta = std::fs::metadata(h.workspace(&copy).join("d/f")).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (SANDBOX_UID, 0o640));
     h.rt().start(&copy, &spec()).await.unwrap();
@@ -382,14 +501,27 @@ async fn exec_timeout_kills_the_command() {
     let started = Instant::now();
     let out = h
         .rt()
-        .exec(&id, ExecRequest { timeout: Duration::from_millis(500), ..request("echo before; sleep 100") })
+        .exec(
+            &id,
+            ExecRequest {
+                timeout: Duration::from_millis(500),
+                ..request("echo before; sleep 100")
+            },
+        )
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(out.timed_out, "{out:?}");
     assert_eq!(out.exit_code, 124);
     assert_eq!(out.stdout, "before\n");
-    assert!(!h.ok(&id, "ps -e -o comm=").await.contains("sleep"), "the whole group was killed");
+    assert!(
+        !h.ok(&id, "ps -e -o comm=").await.contains("sleep"),
+        "the whole group was killed"
+    );
     h.rt().remove(&id).await.unwrap();
 }
 
@@ -405,10 +537,17 @@ async fn a_restarted_server_readopts_running_sandboxes() {
 
     // A second runtime on the same data directory knows only what is on disk.
     let second = LocalRuntime::new(h.config.clone()).unwrap();
-    assert_eq!(second.probe(&id).await.unwrap(), Liveness::Alive(instance.clone()));
+    assert_eq!(
+        second.probe(&id).await.unwrap(),
+        Liveness::Alive(instance.clone())
+    );
     let out = second.exec(&id, request("cat f; id -u")).await.unwrap();
     assert_eq!(out.stdout, "from-first\n1000\n");
-    assert_eq!(second.start(&id, &spec()).await.unwrap(), instance, "start adopts, not restarts");
+    assert_eq!(
+        second.start(&id, &spec()).await.unwrap(),
+        instance,
+        "start adopts, not restarts"
+    );
     second.stop(&id).await.unwrap();
     assert!(!host_process_alive(pid_of(&instance.pod_name)));
     assert_eq!(h.rt().probe(&id).await.unwrap(), Liveness::Gone);
@@ -429,8 +568,14 @@ async fn remove_deletes_every_trace() {
     h.rt().remove(&id).await.unwrap();
     h.rt().stop(&id).await.unwrap();
     assert_eq!(h.rt().probe(&id).await.unwrap(), Liveness::Gone);
-    assert!(matches!(h.rt().exec(&id, request("true")).await, Err(RuntimeError::NotRunning(_))));
-    assert!(matches!(h.rt().start(&id, &spec()).await, Err(RuntimeError::NoWorkspace(_))));
+    assert!(matches!(
+        h.rt().exec(&id, request("true")).await,
+        Err(RuntimeError::NotRunning(_))
+    ));
+    assert!(matches!(
+        h.rt().start(&id, &spec()).await,
+        Err(RuntimeError::NoWorkspace(_))
+    ));
 }
 
 #[tokio::test]
@@ -441,18 +586,33 @@ async fn lifecycle_errors() {
         h.rt().prepare(&id, WorkspaceSeed::Empty).await,
         Err(RuntimeError::WorkspaceExists(_))
     ));
-    assert!(matches!(h.rt().exec(&id, request("true")).await, Err(RuntimeError::NotRunning(_))));
+    assert!(matches!(
+        h.rt().exec(&id, request("true")).await,
+        Err(RuntimeError::NotRunning(_))
+    ));
     let missing = unique_id("missing");
     assert!(matches!(
-        h.rt().prepare(&unique_id("copy"), WorkspaceSeed::CopyOf(missing)).await,
+        h.rt()
+            .prepare(&unique_id("copy"), WorkspaceSeed::CopyOf(missing))
+            .await,
         Err(RuntimeError::NoWorkspace(_))
     ));
     assert!(matches!(
-        h.rt().start(&id, &RuntimeSpec { mount_path: "/proc/x".into(), ..spec() }).await,
+        h.rt()
+            .start(
+                &id,
+                &RuntimeSpec {
+                    mount_path: "/proc/x".into(),
+                    ..spec()
+                }
+            )
+            .await,
         Err(RuntimeError::InvalidSpec(_))
     ));
     assert!(matches!(
-        h.rt().prepare(&SandboxId("../escape".into()), WorkspaceSeed::Empty).await,
+        h.rt()
+            .prepare(&SandboxId("../escape".into()), WorkspaceSeed::Empty)
+            .await,
         Err(RuntimeError::InvalidSpec(_))
     ));
     h.rt().remove(&id).await.unwrap();

@@ -1,0 +1,39 @@
+//! The life cycle through the published Python SDK `agenttier==0.8.1`, installed from PyPI by
+//! `scripts/test.sh` into `.venv-tests`. The test fails (never skips) when the SDK is missing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use agenttier_integration_tests::Server;
+
+fn python() -> PathBuf {
+    let path = std::env::var_os("AGENTTIER_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/python")
+    });
+    assert!(
+        path.exists(),
+        "no Python with the agenttier==0.8.1 SDK at {}: run scripts/test.sh (or scripts/setup-python.sh)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn published_sdk_life_cycle() {
+    let server = Server::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_lifecycle.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .env("AGENTTIER_API_URL", &server.url)
+        .env("AGENTTIER_API_KEY", &server.admin_key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("SDK life cycle OK"),
+        "SDK run failed:\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        server.log()
+    );
+}

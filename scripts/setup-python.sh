@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates .venv-tests with the published Python SDK the compatibility tests run (agenttier==0.8.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv-tests/bin/python ]; then
+  python3 -m venv .venv-tests
+fi
+if ! .venv-tests/bin/python -c 'import agenttier, sys; sys.exit(agenttier.__version__ != "0.8.1")' 2>/dev/null; then
+  .venv-tests/bin/pip install --quiet --disable-pip-version-check 'agenttier==0.8.1'
+fi
+.venv-tests/bin/python -c 'import agenttier; print("python SDK", agenttier.__version__)'
