@@ -35,6 +35,8 @@ pub struct Server {
     pub admin_key: String,
     /// An HTTP client with the admin key set.
     pub http: reqwest::Client,
+    /// Whether this start printed a (new) admin key.
+    pub printed_admin_key: bool,
 }
 
 impl Server {
@@ -69,6 +71,7 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut url = None;
         let mut key = admin_key;
+        let mut printed_admin_key = false;
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut lines = BufReader::new(stdout).lines();
         while Instant::now() < deadline {
@@ -77,6 +80,7 @@ impl Server {
                 url = Some(rest.trim().trim_end_matches("/api/v1").to_string());
             }
             if let Some(found) = line.split_whitespace().find(|w| w.starts_with("atk_")) {
+                printed_admin_key = true;
                 key.get_or_insert_with(|| found.to_string());
             }
             if line.contains("Log in") {
@@ -89,7 +93,7 @@ impl Server {
         });
         let admin_key = key.expect("no admin key printed and none given");
         let http = client_with_key(&admin_key);
-        Self { child: Some(child), data: data.to_path_buf(), _tmp: None, url, admin_key, http }
+        Self { child: Some(child), data: data.to_path_buf(), _tmp: None, url, admin_key, http, printed_admin_key }
     }
 
     /// The data directory.

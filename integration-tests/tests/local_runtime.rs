@@ -230,6 +230,15 @@ async fn env_stdin_and_working_dir() {
         out.stdout,
         "spec value|req|/workspace|/workspace/sub\npiped in"
     );
+    // Spec environment (which may hold secrets) is not on the host's command line.
+    let pod = match h.rt().probe(&id).await.unwrap() {
+        Liveness::Alive(instance) => instance.pod_name,
+        Liveness::Gone => panic!("sandbox should run"),
+    };
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid_of(&pod))).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("spec value"));
+    // Commands get stdio and nothing else of the host (3 is ls's own directory handle).
+    assert_eq!(h.ok(&id, "ls /proc/self/fd").await, "0\n1\n2\n3\n");
     let path = h.ok(&id, "echo $PATH").await;
     assert!(path.contains("/usr/bin"), "{path}");
     h.rt().remove(&id).await.unwrap();
