@@ -72,7 +72,8 @@ pub struct ServeArgs {
     /// Address of the API and UI.
     #[arg(long, env = "AGENTTIER_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
-    /// Where state, workspaces and logs live (default: $XDG_DATA_HOME/agenttier or ~/.local/share/agenttier).
+    /// Where state, workspaces and logs live (default: /var/lib/agenttier as root, else
+    /// $XDG_DATA_HOME/agenttier or ~/.local/share/agenttier).
     #[arg(long, env = "AGENTTIER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Accept every request as an admin "dev-user". For local trials only.

@@ -62,7 +62,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// `/var/lib/agenttier` for root (whose home is closed to the sandbox uid), else the XDG data dir.
 fn default_data_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let running_as_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    if running_as_root {
+        return PathBuf::from("/var/lib/agenttier");
+    }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("agenttier");
     }
