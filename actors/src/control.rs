@@ -41,13 +41,16 @@ pub struct CloneRequest {
     pub created_by: CreatedBy,
 }
 
-fn unwrap_call<T>(result: Result<CallResult<T>, MessagingErr<impl std::fmt::Debug>>, what: &str) -> Result<T> {
+fn unwrap_call<T>(
+    result: Result<CallResult<T>, MessagingErr<impl std::fmt::Debug>>,
+    what: &str,
+) -> Result<T> {
     match result {
         Ok(CallResult::Success(value)) => Ok(value),
         Ok(CallResult::Timeout) => Err(Error::Timeout(format!("{what} timed out"))),
-        Ok(CallResult::SenderError) | Err(_) => {
-            Err(Error::Unavailable(format!("{what}: the sandbox actor is not available")))
-        }
+        Ok(CallResult::SenderError) | Err(_) => Err(Error::Unavailable(format!(
+            "{what}: the sandbox actor is not available"
+        ))),
     }
 }
 
@@ -86,11 +89,20 @@ impl ControlPlane {
         let supervisor = self.supervisor.borrow().clone();
         let created = unwrap_call(
             supervisor
-                .call(|reply| SupervisorMsg::Create { sandbox: Box::new(sandbox), reply }, Some(COMMAND_TIMEOUT))
+                .call(
+                    |reply| SupervisorMsg::Create {
+                        sandbox: Box::new(sandbox),
+                        reply,
+                    },
+                    Some(COMMAND_TIMEOUT),
+                )
                 .await,
             "create",
         )??;
-        Ok(self.wait_settled(&SandboxKey::of(&created), wait).await.unwrap_or(created))
+        Ok(self
+            .wait_settled(&SandboxKey::of(&created), wait)
+            .await
+            .unwrap_or(created))
     }
 
     /// Waits up to `wait` for the sandbox to leave Creating; `None` if it did not.
@@ -98,37 +110,62 @@ impl ControlPlane {
         if wait.is_zero() {
             return None;
         }
-        self.call(key, wait, "wait", |reply| SandboxMsg::WaitSettled { reply }).await.ok()
+        self.call(key, wait, "wait", |reply| SandboxMsg::WaitSettled { reply })
+            .await
+            .ok()
     }
 
     /// Stops a Running sandbox; returns it Stopped.
     pub async fn stop(&self, key: &SandboxKey, actor: &str) -> Result<Sandbox> {
         let actor = actor.to_string();
-        self.call(key, COMMAND_TIMEOUT, "stop", |reply| SandboxMsg::Stop { actor, reply }).await?
+        self.call(key, COMMAND_TIMEOUT, "stop", |reply| SandboxMsg::Stop {
+            actor,
+            reply,
+        })
+        .await?
     }
 
     /// Resumes a Stopped or failed sandbox; returns it Running (or Error).
     pub async fn resume(&self, key: &SandboxKey, actor: &str) -> Result<Sandbox> {
         let actor = actor.to_string();
-        self.call(key, COMMAND_TIMEOUT, "resume", |reply| SandboxMsg::Resume { actor, reply }).await?
+        self.call(key, COMMAND_TIMEOUT, "resume", |reply| SandboxMsg::Resume {
+            actor,
+            reply,
+        })
+        .await?
     }
 
     /// Deletes a sandbox and its workspace.
     pub async fn delete(&self, key: &SandboxKey, actor: &str) -> Result<()> {
         let actor = actor.to_string();
-        self.call(key, COMMAND_TIMEOUT, "delete", |reply| SandboxMsg::Delete { actor, reply }).await?
+        self.call(key, COMMAND_TIMEOUT, "delete", |reply| SandboxMsg::Delete {
+            actor,
+            reply,
+        })
+        .await?
     }
 
     /// Runs a command; waits as long as the command's own timeout allows.
     pub async fn exec(&self, key: &SandboxKey, request: ExecRequest) -> Result<ExecOutput> {
         let timeout = request.timeout + Duration::from_secs(10);
-        self.call(key, timeout, "exec", |reply| SandboxMsg::Exec { request, reply }).await?
+        self.call(key, timeout, "exec", |reply| SandboxMsg::Exec {
+            request,
+            reply,
+        })
+        .await?
     }
 
     /// Clones a sandbox: copies its workspace under a fresh runtime id, then creates the new
     /// sandbox through the ordinary create path. The copy is removed if the create fails.
-    pub async fn clone_sandbox(&self, source: &SandboxKey, request: CloneRequest, wait: Duration) -> Result<Sandbox> {
-        let original = self.get(source).ok_or_else(|| Error::NotFound(format!("sandbox {} not found", source.name)))?;
+    pub async fn clone_sandbox(
+        &self,
+        source: &SandboxKey,
+        request: CloneRequest,
+        wait: Duration,
+    ) -> Result<Sandbox> {
+        let original = self
+            .get(source)
+            .ok_or_else(|| Error::NotFound(format!("sandbox {} not found", source.name)))?;
         let target_key = SandboxKey::new(source.namespace.clone(), request.name.clone());
         if self.get(&target_key).is_some() {
             return Err(Error::Conflict(format!(
@@ -138,12 +175,21 @@ impl ControlPlane {
         }
         let target = SandboxId(new_runtime_id());
         let copy_target = target.clone();
-        self.call(source, COMMAND_TIMEOUT, "clone", |reply| SandboxMsg::CopyWorkspace { target: copy_target, reply })
-            .await??;
+        self.call(source, COMMAND_TIMEOUT, "clone", |reply| {
+            SandboxMsg::CopyWorkspace {
+                target: copy_target,
+                reply,
+            }
+        })
+        .await??;
         let mut clone = Sandbox::new(&request.name, original.spec.clone());
         clone.metadata.namespace = Some(source.namespace.clone());
-        clone.labels_mut().insert(CLONED_FROM_LABEL.to_string(), source.name.clone());
-        clone.annotations_mut().insert(RUNTIME_ID_ANNOTATION.to_string(), target.0.clone());
+        clone
+            .labels_mut()
+            .insert(CLONED_FROM_LABEL.to_string(), source.name.clone());
+        clone
+            .annotations_mut()
+            .insert(RUNTIME_ID_ANNOTATION.to_string(), target.0.clone());
         clone.spec.created_by = Some(request.created_by);
         clone.spec.clone_from_snapshot = None;
         match self.create(clone, wait).await {
@@ -161,6 +207,12 @@ impl ControlPlane {
 /// A fresh random runtime id in uuid form.
 fn new_runtime_id() -> String {
     let h = hex::encode(rand::random::<[u8; 16]>());
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
-

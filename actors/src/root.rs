@@ -8,7 +8,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::control::ControlPlane;
 use crate::runtime::Runtime;
-use crate::sandbox::{ActorRegistry, Deps, ReadModel, SandboxSupervisor, SupervisorArgs, SupervisorMsg};
+use crate::sandbox::{
+    ActorRegistry, Deps, ReadModel, SandboxSupervisor, SupervisorArgs, SupervisorMsg,
+};
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -42,18 +44,33 @@ impl Actor for RootSupervisor {
     type State = RootState;
     type Arguments = RootArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let sandboxes = spawn_sandbox_supervisor(&myself, &args.deps, &args.registry).await?;
         let (published, receiver) = tokio::sync::watch::channel(sandboxes.clone());
         let _ = args.ready.send(receiver);
-        Ok(RootState { deps: args.deps, registry: args.registry, sandboxes, published })
+        Ok(RootState {
+            deps: args.deps,
+            registry: args.registry,
+            sandboxes,
+            published,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             RootMsg::RestartSandboxSupervisor => {
                 state.registry.clear();
-                let sandboxes = spawn_sandbox_supervisor(&myself, &state.deps, &state.registry).await?;
+                let sandboxes =
+                    spawn_sandbox_supervisor(&myself, &state.deps, &state.registry).await?;
                 state.sandboxes = sandboxes.clone();
                 let _ = state.published.send(sandboxes);
             }
@@ -61,12 +78,19 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, error) = &event
             && cell.get_id() == state.sandboxes.get_id()
         {
             tracing::error!(%error, "sandbox supervisor failed; restarting it");
-            myself.send_after(Duration::from_millis(200), || RootMsg::RestartSandboxSupervisor);
+            myself.send_after(Duration::from_millis(200), || {
+                RootMsg::RestartSandboxSupervisor
+            });
         }
         Ok(())
     }
@@ -77,7 +101,10 @@ async fn spawn_sandbox_supervisor(
     deps: &Deps,
     registry: &ActorRegistry,
 ) -> Result<ActorRef<SupervisorMsg>, ActorProcessingErr> {
-    let args = SupervisorArgs { deps: deps.clone(), registry: registry.clone() };
+    let args = SupervisorArgs {
+        deps: deps.clone(),
+        registry: registry.clone(),
+    };
     let (actor, _) = Actor::spawn_linked(None, SandboxSupervisor, args, root.get_cell()).await?;
     Ok(actor)
 }
@@ -95,16 +122,36 @@ impl ActorSystem {
     /// reconciled (running ones are re-adopted or restarted).
     pub async fn start(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Result<Self> {
         let read_model = ReadModel::default();
-        let deps = Deps { store: store.clone(), runtime: runtime.clone(), read_model: read_model.clone() };
+        let deps = Deps {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            read_model: read_model.clone(),
+        };
         let registry = ActorRegistry::default();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let args = RootArgs { deps, registry: registry.clone(), ready: ready_tx };
+        let args = RootArgs {
+            deps,
+            registry: registry.clone(),
+            ready: ready_tx,
+        };
         let (root, handle) = Actor::spawn(None, RootSupervisor, args)
             .await
             .map_err(|e| Error::Unavailable(format!("actor system failed to start: {e}")))?;
-        let supervisor_rx = ready_rx.await.map_err(|_| Error::Unavailable("actor system failed to start".into()))?;
-        let control = ControlPlane { supervisor: supervisor_rx, registry, read_model, store, runtime };
-        Ok(Self { control, root, handle })
+        let supervisor_rx = ready_rx
+            .await
+            .map_err(|_| Error::Unavailable("actor system failed to start".into()))?;
+        let control = ControlPlane {
+            supervisor: supervisor_rx,
+            registry,
+            read_model,
+            store,
+            runtime,
+        };
+        Ok(Self {
+            control,
+            root,
+            handle,
+        })
     }
 
     /// Stops every actor (sandboxes keep running; a restart re-adopts them).

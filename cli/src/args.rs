@@ -22,7 +22,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// The server's base URL.
-    #[arg(long, global = true, env = "AGENTTIER_API_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTTIER_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub api_url: String,
     /// An API key (`atk_…`).
     #[arg(long, global = true, env = "AGENTTIER_API_KEY", hide_env_values = true)]

@@ -27,7 +27,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("cannot open the state database")?);
+    let store = Arc::new(
+        SqliteStore::open(&data_dir.join("state.db")).context("cannot open the state database")?,
+    );
     seed_default_templates(store.as_ref()).await?;
     let admin_key = bootstrap_admin_key(store.as_ref()).await?;
 
@@ -45,19 +47,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start the actor system")?;
     let state = AppState {
         control: system.control.clone(),
-        auth: Arc::new(Authenticator::new(store.clone() as Arc<dyn Store>, args.dev_auth)),
-        config: Arc::new(GatewayConfig { default_namespace: args.sandbox_namespace.clone(), ..Default::default() }),
+        auth: Arc::new(Authenticator::new(
+            store.clone() as Arc<dyn Store>,
+            args.dev_auth,
+        )),
+        config: Arc::new(GatewayConfig {
+            default_namespace: args.sandbox_namespace.clone(),
+            ..Default::default()
+        }),
     };
     let listener = tokio::net::TcpListener::bind(args.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen_addr))?;
     let address = listener.local_addr()?;
-    print_banner(&address.to_string(), &data_dir, args.dev_auth, admin_key.as_deref());
+    print_banner(
+        &address.to_string(),
+        &data_dir,
+        args.dev_auth,
+        admin_key.as_deref(),
+    );
     axum::serve(listener, agenttier_gateway::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
-    tracing::info!("shutting down; running sandboxes keep running and are re-adopted on the next start");
+    tracing::info!(
+        "shutting down; running sandboxes keep running and are re-adopted on the next start"
+    );
     system.shutdown().await;
     Ok(())
 }
@@ -65,7 +80,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 /// `/var/lib/agenttier` for root (whose home is closed to the sandbox uid), else the XDG data dir.
 fn default_data_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
-    let running_as_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let running_as_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     if running_as_root {
         return PathBuf::from("/var/lib/agenttier");
     }
@@ -81,7 +98,10 @@ fn default_data_dir() -> PathBuf {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Creates the default ClusterSandboxTemplates that do not exist yet; never overwrites edits.
@@ -108,23 +128,34 @@ async fn bootstrap_admin_key(store: &SqliteStore) -> Result<Option<String>> {
     Ok(Some(key))
 }
 
-fn print_banner(address: &str, data_dir: &std::path::Path, dev_auth: bool, admin_key: Option<&str>) {
+fn print_banner(
+    address: &str,
+    data_dir: &std::path::Path,
+    dev_auth: bool,
+    admin_key: Option<&str>,
+) {
     println!("AgentTier is running.");
     println!("  API:  http://{address}/api/v1");
     println!("  UI:   http://{address}/");
     println!("  Data: {}", data_dir.display());
     if dev_auth {
-        println!("  WARNING: --dev-auth is on: every request is accepted as the admin \"dev-user\".");
+        println!(
+            "  WARNING: --dev-auth is on: every request is accepted as the admin \"dev-user\"."
+        );
         println!("           Never expose this server beyond this machine.");
         tracing::warn!("dev-auth is enabled: all requests are treated as an admin");
     }
     match admin_key {
         Some(key) => {
             println!("  Admin API key (shown once, only its hash is stored): {key}");
-            println!("  Log in:  export AGENTTIER_API_URL=http://{address} AGENTTIER_API_KEY={key}");
+            println!(
+                "  Log in:  export AGENTTIER_API_URL=http://{address} AGENTTIER_API_KEY={key}"
+            );
         }
         None if !dev_auth => {
-            println!("  Log in with the admin API key printed on this data directory's first start");
+            println!(
+                "  Log in with the admin API key printed on this data directory's first start"
+            );
             println!("  (export AGENTTIER_API_KEY=atk_...).");
         }
         None => {}
@@ -135,13 +166,14 @@ fn print_banner(address: &str, data_dir: &std::path::Path, dev_auth: bool, admin
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(_) => {
-            let _ = interrupt.await;
-            return;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}

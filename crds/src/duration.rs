@@ -54,7 +54,11 @@ pub fn format_go_duration(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
         let ms = d.as_millis();
-        return if ms == 0 { "0s".into() } else { format!("{ms}ms") };
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
     }
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     match (h, m) {

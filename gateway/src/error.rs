@@ -92,7 +92,10 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, kind = self.metric_label(), "request failed");
         }
         let body = match &self {
-            Self::Unauthorized { code, message: Some(message) } => {
+            Self::Unauthorized {
+                code,
+                message: Some(message),
+            } => {
                 json!({"error": code, "message": message})
             }
             other => json!({"error": other.to_string()}),

@@ -23,7 +23,9 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::BadRequest("invalid request body: the body is empty".into()));
+            return Err(ApiError::BadRequest(
+                "invalid request body: the body is empty".into(),
+            ));
         }
         serde_json::from_slice(&bytes)
             .map(Self)
@@ -31,14 +33,19 @@ where
     }
 }
 
-async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge("request body too large".into())
-        } else {
-            ApiError::BadRequest(format!("invalid request body: {}", e.body_text()))
-        }
-    })
+async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("request body too large".into())
+            } else {
+                ApiError::BadRequest(format!("invalid request body: {}", e.body_text()))
+            }
+        })
 }
 
 /// JSON body that may be absent: an empty body is `T::default()`.
@@ -78,6 +85,8 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
-            .map_err(|e: QueryRejection| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
+            .map_err(|e: QueryRejection| {
+                ApiError::BadRequest(format!("invalid query: {}", e.body_text()))
+            })
     }
 }

@@ -23,7 +23,10 @@ use routes::{health, sandboxes, templates, user};
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/sandboxes", get(sandboxes::list).post(sandboxes::create))
-        .route("/sandboxes/{id}", get(sandboxes::get).delete(sandboxes::delete))
+        .route(
+            "/sandboxes/{id}",
+            get(sandboxes::get).delete(sandboxes::delete),
+        )
         .route("/sandboxes/{id}/stop", post(sandboxes::stop))
         .route("/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/sandboxes/{id}/clone", post(sandboxes::clone))
@@ -31,7 +34,9 @@ pub fn app(state: AppState) -> Router {
         .route("/templates", get(templates::list).post(templates::create))
         .route(
             "/templates/{name}",
-            get(templates::get).put(templates::replace).delete(templates::delete),
+            get(templates::get)
+                .put(templates::replace)
+                .delete(templates::delete),
         )
         .route("/user/me", get(user::me))
         .method_not_allowed_fallback(method_not_allowed)

@@ -62,7 +62,10 @@ impl SandboxJson {
             sandbox_id: name.clone(),
             name,
             namespace: sandbox.namespace().unwrap_or_default(),
-            status: status.phase.map(|p| p.as_str().to_string()).unwrap_or_default(),
+            status: status
+                .phase
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
             pod_name: status.pod_name.unwrap_or_default(),
             pvc_name: status.pvc_name.unwrap_or_default(),
             template_ref: status
@@ -72,7 +75,12 @@ impl SandboxJson {
                 Some(agenttier_crds::SandboxMode::Agent) => "agent".into(),
                 _ => "code".into(),
             },
-            created_at: sandbox.metadata.creation_timestamp.as_ref().map(go_time).unwrap_or_default(),
+            created_at: sandbox
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(go_time)
+                .unwrap_or_default(),
             message: status.message.unwrap_or_default(),
             created_by: sandbox.spec.created_by.as_ref().map(|c| CreatedByJson {
                 email: c.email.clone().unwrap_or_default(),
@@ -106,7 +114,11 @@ impl TemplateJson {
         Self {
             name: template.name_any(),
             description: spec.description.clone().unwrap_or_default(),
-            image: spec.image.as_ref().map(|i| i.repository.clone()).unwrap_or_default(),
+            image: spec
+                .image
+                .as_ref()
+                .map(|i| i.repository.clone())
+                .unwrap_or_default(),
             resource_version: template.resource_version().unwrap_or_default(),
             spec: serde_json::to_value(spec).unwrap_or_default(),
         }

@@ -13,9 +13,9 @@ use serde_json::Value;
 
 /// The `agenttier` binary under test: `$AGENTTIER_BIN`, else `target/debug/agenttier`.
 pub fn agenttier_bin() -> PathBuf {
-    let path = std::env::var_os("AGENTTIER_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agenttier")
-    });
+    let path = std::env::var_os("AGENTTIER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agenttier"));
     assert!(
         path.exists(),
         "the agenttier binary is missing at {}: run `cargo build -p agenttier` first (scripts/test.sh does)",
@@ -42,7 +42,10 @@ pub struct Server {
 impl Server {
     /// Starts a server on a fresh data directory.
     pub fn start() -> Self {
-        let tmp = tempfile::Builder::new().prefix("agenttier-it-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("agenttier-it-")
+            .tempdir()
+            .expect("tempdir");
         let data = tmp.path().join("data");
         let mut server = Self::start_on(&data, None);
         server._tmp = Some(tmp);
@@ -89,11 +92,22 @@ impl Server {
         }
         std::thread::spawn(move || for _ in lines {});
         let url = url.unwrap_or_else(|| {
-            panic!("server did not start; log:\n{}", std::fs::read_to_string(log_path(data)).unwrap_or_default())
+            panic!(
+                "server did not start; log:\n{}",
+                std::fs::read_to_string(log_path(data)).unwrap_or_default()
+            )
         });
         let admin_key = key.expect("no admin key printed and none given");
         let http = client_with_key(&admin_key);
-        Self { child: Some(child), data: data.to_path_buf(), _tmp: None, url, admin_key, http, printed_admin_key }
+        Self {
+            child: Some(child),
+            data: data.to_path_buf(),
+            _tmp: None,
+            url,
+            admin_key,
+            http,
+            printed_admin_key,
+        }
     }
 
     /// The data directory.
@@ -126,7 +140,13 @@ impl Server {
 
     /// POST a JSON body, returning status and JSON.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.http.post(self.api(path)).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(self.api(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         status_json(response).await
     }
 
@@ -137,13 +157,23 @@ impl Server {
 
     /// DELETE, returning the status.
     pub async fn delete(&self, path: &str) -> u16 {
-        self.http.delete(self.api(path)).send().await.unwrap().status().as_u16()
+        self.http
+            .delete(self.api(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// Runs a command in a sandbox and returns (stdout, stderr, exitCode); panics on non-200.
     pub async fn exec(&self, id: &str, command: &str) -> (String, String, i64) {
-        let (status, body) =
-            self.post(&format!("/sandboxes/{id}/exec"), serde_json::json!({"command": command, "timeout": 30})).await;
+        let (status, body) = self
+            .post(
+                &format!("/sandboxes/{id}/exec"),
+                serde_json::json!({"command": command, "timeout": 30}),
+            )
+            .await;
         assert_eq!(status, 200, "exec {command:?} failed: {body}");
         (
             body["stdout"].as_str().unwrap().to_string(),
@@ -155,7 +185,10 @@ impl Server {
     /// Creates a sandbox from a template and asserts it is Running.
     pub async fn create_running(&self, name: &str, template: &str) -> Value {
         let (status, body) = self
-            .post("/sandboxes", serde_json::json!({"name": name, "templateRef": {"name": template}}))
+            .post(
+                "/sandboxes",
+                serde_json::json!({"name": name, "templateRef": {"name": template}}),
+            )
             .await;
         assert_eq!(status, 201, "create {name}: {body}");
         self.wait_phase(name, "Running").await
@@ -169,7 +202,11 @@ impl Server {
             if status == 200 && body["status"] == phase {
                 return body;
             }
-            assert!(Instant::now() < deadline, "sandbox {id} never reached {phase}: {status} {body}\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "sandbox {id} never reached {phase}: {status} {body}\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -179,14 +216,21 @@ impl Server {
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-api-key", key.parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Status and body (JSON, or the text as a JSON string) of a response.
 pub async fn status_json(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, json)
 }
 
@@ -208,12 +252,20 @@ pub fn stop_all_sandboxes(data: &Path) {
     let data = data.to_path_buf();
     // Drop may run inside a test's tokio runtime; use a thread with its own.
     let _ = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async move {
             use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
             use agenttier_actors::runtime::{Runtime, SandboxId};
-            let Ok(runtime) = LocalRuntime::new(LocalRuntimeConfig::new(&data, agenttier_bin())) else { return };
-            let Ok(entries) = std::fs::read_dir(data.join("sandboxes")) else { return };
+            let Ok(runtime) = LocalRuntime::new(LocalRuntimeConfig::new(&data, agenttier_bin()))
+            else {
+                return;
+            };
+            let Ok(entries) = std::fs::read_dir(data.join("sandboxes")) else {
+                return;
+            };
             for entry in entries.flatten() {
                 let id = SandboxId(entry.file_name().to_string_lossy().into_owned());
                 let _ = runtime.stop(&id).await;

@@ -38,41 +38,101 @@ fn json(server: &Server, args: &[&str]) -> Value {
 fn cli_life_cycle() {
     let server = Server::start();
     let templates = ok(&server, &["template", "list"]);
-    assert!(templates.starts_with("NAME") && templates.contains("minimal-shell"), "{templates}");
-    assert_eq!(json(&server, &["template", "get", "minimal-shell"])["name"], "minimal-shell");
+    assert!(
+        templates.starts_with("NAME") && templates.contains("minimal-shell"),
+        "{templates}"
+    );
+    assert_eq!(
+        json(&server, &["template", "get", "minimal-shell"])["name"],
+        "minimal-shell"
+    );
 
-    let created = json(&server, &["sandbox", "create", "cli-life", "--template", "minimal-shell"]);
+    let created = json(
+        &server,
+        &[
+            "sandbox",
+            "create",
+            "cli-life",
+            "--template",
+            "minimal-shell",
+        ],
+    );
     assert_eq!(created["name"], "cli-life");
     server_wait(&server, "cli-life", "Running");
 
-    let out = ok(&server, &["sandbox", "exec", "cli-life", "--", "sh", "-c", "echo 'from cli' > /workspace/f; cat /workspace/f"]);
+    let out = ok(
+        &server,
+        &[
+            "sandbox",
+            "exec",
+            "cli-life",
+            "--",
+            "sh",
+            "-c",
+            "echo 'from cli' > /workspace/f; cat /workspace/f",
+        ],
+    );
     assert_eq!(out, "from cli\n");
-    let failing = cli(&server, &["sandbox", "exec", "cli-life", "--", "sh", "-c", "exit 4"]);
-    assert_eq!(failing.status.code(), Some(4), "exec exits with the command's code");
+    let failing = cli(
+        &server,
+        &["sandbox", "exec", "cli-life", "--", "sh", "-c", "exit 4"],
+    );
+    assert_eq!(
+        failing.status.code(),
+        Some(4),
+        "exec exits with the command's code"
+    );
 
     ok(&server, &["sandbox", "stop", "cli-life"]);
-    assert_eq!(json(&server, &["sandbox", "get", "cli-life"])["status"], "Stopped");
+    assert_eq!(
+        json(&server, &["sandbox", "get", "cli-life"])["status"],
+        "Stopped"
+    );
     let refused = cli(&server, &["sandbox", "stop", "cli-life"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("409"), "a clear error");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("409"),
+        "a clear error"
+    );
 
     ok(&server, &["sandbox", "resume", "cli-life"]);
     server_wait(&server, "cli-life", "Running");
-    assert_eq!(ok(&server, &["sandbox", "exec", "cli-life", "--", "cat", "/workspace/f"]), "from cli\n");
+    assert_eq!(
+        ok(
+            &server,
+            &["sandbox", "exec", "cli-life", "--", "cat", "/workspace/f"]
+        ),
+        "from cli\n"
+    );
 
-    let cloned = json(&server, &["sandbox", "clone", "cli-life", "--name", "cli-copy"]);
+    let cloned = json(
+        &server,
+        &["sandbox", "clone", "cli-life", "--name", "cli-copy"],
+    );
     assert_eq!(cloned["name"], "cli-copy");
     server_wait(&server, "cli-copy", "Running");
-    assert_eq!(ok(&server, &["sandbox", "exec", "cli-copy", "--", "cat", "/workspace/f"]), "from cli\n");
+    assert_eq!(
+        ok(
+            &server,
+            &["sandbox", "exec", "cli-copy", "--", "cat", "/workspace/f"]
+        ),
+        "from cli\n"
+    );
 
     let table = ok(&server, &["sandbox", "list"]);
-    assert!(table.contains("cli-life") && table.contains("cli-copy") && table.contains("Running"), "{table}");
+    assert!(
+        table.contains("cli-life") && table.contains("cli-copy") && table.contains("Running"),
+        "{table}"
+    );
     let listed = json(&server, &["sandbox", "list"]);
     assert_eq!(listed["sandboxes"].as_array().unwrap().len(), 2);
 
     ok(&server, &["sandbox", "delete", "cli-life"]);
     ok(&server, &["sandbox", "delete", "cli-copy"]);
-    assert_eq!(json(&server, &["sandbox", "list"])["sandboxes"], serde_json::json!([]));
+    assert_eq!(
+        json(&server, &["sandbox", "list"])["sandboxes"],
+        serde_json::json!([])
+    );
     let missing = cli(&server, &["sandbox", "get", "cli-life"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));

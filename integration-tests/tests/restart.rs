@@ -13,7 +13,9 @@ async fn kill_dash_nine_and_restart_keeps_every_sandbox() {
     let mut server = Server::start();
     for name in ["run-a", "run-b", "stop-c"] {
         server.create_running(name, "minimal-shell").await;
-        server.exec(name, &format!("echo {name} > /workspace/id")).await;
+        server
+            .exec(name, &format!("echo {name} > /workspace/id"))
+            .await;
     }
     server.exec("run-a", "sleep 1000 >/dev/null 2>&1 &").await;
     let (status, _) = server.post("/sandboxes/stop-c/stop", json!({})).await;
@@ -26,14 +28,27 @@ async fn kill_dash_nine_and_restart_keeps_every_sandbox() {
     server.kill();
 
     // While the server is down, run-b's processes die (as after a crash or OOM).
-    let pid: i32 = pod_b.as_str().unwrap().trim_start_matches("local-").parse().unwrap();
-    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let pid: i32 = pod_b
+        .as_str()
+        .unwrap()
+        .trim_start_matches("local-")
+        .parse()
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
 
     let server = Server::start_on(&data, Some(key));
     let a = server.wait_phase("run-a", "Running").await;
     assert_eq!(a["podName"], pod_a, "run-a was re-adopted, not restarted");
-    let (out, _, _) = server.exec("run-a", "cat /workspace/id; pgrep -x sleep | wc -l").await;
-    assert_eq!(out, "run-a\n1\n", "run-a kept its workspace and its background process");
+    let (out, _, _) = server
+        .exec("run-a", "cat /workspace/id; pgrep -x sleep | wc -l")
+        .await;
+    assert_eq!(
+        out, "run-a\n1\n",
+        "run-a kept its workspace and its background process"
+    );
     let b = server.wait_phase("run-b", "Running").await;
     assert_ne!(b["podName"], pod_b, "run-b was restarted");
     assert_eq!(server.exec("run-b", "cat /workspace/id").await.0, "run-b\n");
@@ -41,10 +56,19 @@ async fn kill_dash_nine_and_restart_keeps_every_sandbox() {
     let (status, _) = server.post("/sandboxes/stop-c/resume", json!({})).await;
     assert_eq!(status, 200);
     server.wait_phase("stop-c", "Running").await;
-    assert_eq!(server.exec("stop-c", "cat /workspace/id").await.0, "stop-c\n");
+    assert_eq!(
+        server.exec("stop-c", "cat /workspace/id").await.0,
+        "stop-c\n"
+    );
     let (_, me) = server.get("/user/me").await;
-    assert_eq!(me["sub"], "admin", "the admin key still works and was not minted again");
-    assert!(!server.printed_admin_key, "no second admin key is minted on restart");
+    assert_eq!(
+        me["sub"], "admin",
+        "the admin key still works and was not minted again"
+    );
+    assert!(
+        !server.printed_admin_key,
+        "no second admin key is minted on restart"
+    );
     drop(server);
     agenttier_integration_tests::stop_all_sandboxes(&data);
     drop(tmp);

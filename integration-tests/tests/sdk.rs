@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use agenttier_integration_tests::Server;
 
 fn python() -> PathBuf {
-    let path = std::env::var_os("AGENTTIER_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/python")
-    });
+    let path = std::env::var_os("AGENTTIER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/python"));
     assert!(
         path.exists(),
         "no Python with the agenttier==0.8.1 SDK at {}: run scripts/test.sh (or scripts/setup-python.sh)",

@@ -53,7 +53,9 @@ impl FakeRuntime {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -90,7 +92,10 @@ impl Runtime for FakeRuntime {
             return Err(RuntimeError::NoWorkspace(id.to_string()));
         }
         state.running.insert(id.clone());
-        Ok(RuntimeInstance { pod_name: format!("fake-{id}"), workspace: format!("/fake/{id}") })
+        Ok(RuntimeInstance {
+            pod_name: format!("fake-{id}"),
+            workspace: format!("/fake/{id}"),
+        })
     }
 
     async fn probe(&self, id: &SandboxId) -> Result<Liveness> {
@@ -124,8 +129,9 @@ impl Runtime for FakeRuntime {
         }
         let files = state.workspaces.entry(id.clone()).or_default();
         let command = request.command.trim();
-        let stdout = if let Some((content, path)) =
-            command.strip_prefix("echo ").and_then(|rest| rest.split_once(" > "))
+        let stdout = if let Some((content, path)) = command
+            .strip_prefix("echo ")
+            .and_then(|rest| rest.split_once(" > "))
         {
             files.insert(path.trim().to_string(), format!("{}\n", content.trim()));
             String::new()
@@ -143,6 +149,9 @@ impl Runtime for FakeRuntime {
         } else {
             format!("{command}\n")
         };
-        Ok(ExecOutput { stdout, ..Default::default() })
+        Ok(ExecOutput {
+            stdout,
+            ..Default::default()
+        })
     }
 }

@@ -126,7 +126,11 @@ impl SandboxState {
     }
 
     fn observe(&mut self, sandbox: Sandbox) {
-        let rv = |s: &Sandbox| s.resource_version().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let rv = |s: &Sandbox| {
+            s.resource_version()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         if rv(&sandbox) > rv(&self.sandbox) {
             self.sandbox = sandbox;
         }
@@ -166,13 +170,22 @@ impl SandboxState {
             })
             .await?;
         let Some(updated) = updated else {
-            return Err(Error::NotFound(format!("sandbox {} not found", self.key.name)));
+            return Err(Error::NotFound(format!(
+                "sandbox {} not found",
+                self.key.name
+            )));
         };
         self.deps.read_model.apply(updated.clone());
         self.sandbox = updated;
         let (reason, event_type, text) = event;
-        let record =
-            status::sandbox_event(&self.key.namespace, &self.key.name, reason, event_type, text, actor);
+        let record = status::sandbox_event(
+            &self.key.namespace,
+            &self.key.name,
+            reason,
+            event_type,
+            text,
+            actor,
+        );
         self.deps.store.append_event(record).await?;
         tracing::info!(sandbox = %self.key, phase = %phase, reason, "sandbox transition");
         if self.settled() {
@@ -186,7 +199,11 @@ impl SandboxState {
     async fn reconcile(&mut self) -> Result<()> {
         match self.phase() {
             None => {
-                let event = ("Creating", EventType::Normal, "Sandbox creation started".to_string());
+                let event = (
+                    "Creating",
+                    EventType::Normal,
+                    "Sandbox creation started".to_string(),
+                );
                 let cloned_from = self.sandbox.labels().get(super::CLONED_FROM_LABEL).cloned();
                 self.transition(SandboxPhase::Creating, "Creating", event, CONTROLLER, |s| {
                     if cloned_from.is_some() {
@@ -218,7 +235,14 @@ impl SandboxState {
                     "Sandbox processes were gone after a control-plane restart; restarting on the same workspace"
                         .to_string(),
                 );
-                self.transition(SandboxPhase::Creating, "Restarting", event, CONTROLLER, |_| {}).await?;
+                self.transition(
+                    SandboxPhase::Creating,
+                    "Restarting",
+                    event,
+                    CONTROLLER,
+                    |_| {},
+                )
+                .await?;
                 self.start(CONTROLLER).await
             }
         }
@@ -229,24 +253,47 @@ impl SandboxState {
     async fn start(&mut self, actor: &str) -> Result<()> {
         let started = Instant::now();
         let templates = StoreTemplates::load(self.deps.store.as_ref()).await?;
-        let resolved =
-            match resolve_template(&templates, &self.sandbox.spec.template_ref, &self.key.namespace) {
-                Ok(resolved) => resolved,
-                Err(e) => {
-                    return self
-                        .fail("TemplateResolutionFailed", format!("Template resolution failed: {e}"), actor)
-                        .await;
-                }
-            };
+        let resolved = match resolve_template(
+            &templates,
+            &self.sandbox.spec.template_ref,
+            &self.key.namespace,
+        ) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                return self
+                    .fail(
+                        "TemplateResolutionFailed",
+                        format!("Template resolution failed: {e}"),
+                        actor,
+                    )
+                    .await;
+            }
+        };
         let effective = effective_sandbox_spec(&self.sandbox.spec, &resolved.spec);
         let spec = match runtime_spec(self.key.to_string(), &effective) {
             Ok(spec) => spec,
-            Err(e) => return self.fail("InvalidConfig", format!("Invalid configuration: {e}"), actor).await,
+            Err(e) => {
+                return self
+                    .fail(
+                        "InvalidConfig",
+                        format!("Invalid configuration: {e}"),
+                        actor,
+                    )
+                    .await;
+            }
         };
         let id = runtime_id(&self.sandbox);
         match self.deps.runtime.prepare(&id, WorkspaceSeed::Empty).await {
             Ok(()) | Err(RuntimeError::WorkspaceExists(_)) => {}
-            Err(e) => return self.fail("WorkspaceFailed", format!("Workspace creation failed: {e}"), actor).await,
+            Err(e) => {
+                return self
+                    .fail(
+                        "WorkspaceFailed",
+                        format!("Workspace creation failed: {e}"),
+                        actor,
+                    )
+                    .await;
+            }
         }
         match self.deps.runtime.start(&id, &spec).await {
             Ok(instance) => {
@@ -272,8 +319,13 @@ impl SandboxState {
                 .await
             }
             Err(e) => {
-                let reason = if e.is_transient() { "StartFailed" } else { "InvalidConfig" };
-                self.fail(reason, format!("Sandbox failed to start: {e}"), actor).await
+                let reason = if e.is_transient() {
+                    "StartFailed"
+                } else {
+                    "InvalidConfig"
+                };
+                self.fail(reason, format!("Sandbox failed to start: {e}"), actor)
+                    .await
             }
         }
     }
@@ -291,14 +343,27 @@ impl SandboxState {
     async fn stop(&mut self, actor: &str) -> Result<Sandbox> {
         let phase = self.phase();
         if phase != Some(SandboxPhase::Running) {
-            return Err(Error::Conflict(format!("cannot stop sandbox in phase {}", phase_text(phase))));
+            return Err(Error::Conflict(format!(
+                "cannot stop sandbox in phase {}",
+                phase_text(phase)
+            )));
         }
         self.deps.runtime.stop(&runtime_id(&self.sandbox)).await?;
-        let event = ("Stopped", EventType::Normal, "User requested stop".to_string());
-        self.transition(SandboxPhase::Stopped, "User requested stop", event, actor, |s| {
-            s.pod_name = None;
-            s.started_at = None;
-        })
+        let event = (
+            "Stopped",
+            EventType::Normal,
+            "User requested stop".to_string(),
+        );
+        self.transition(
+            SandboxPhase::Stopped,
+            "User requested stop",
+            event,
+            actor,
+            |s| {
+                s.pod_name = None;
+                s.started_at = None;
+            },
+        )
         .await?;
         Ok(self.sandbox.clone())
     }
@@ -311,7 +376,11 @@ impl SandboxState {
                 phase_text(phase)
             )));
         }
-        let event = ("Resuming", EventType::Normal, "User requested resume".to_string());
+        let event = (
+            "Resuming",
+            EventType::Normal,
+            "User requested resume".to_string(),
+        );
         self.transition(SandboxPhase::Creating, "Resuming", event, actor, |s| {
             s.restart_count = None;
         })
@@ -321,15 +390,24 @@ impl SandboxState {
     }
 
     async fn delete(&mut self, actor: &str) -> Result<()> {
-        let event = ("Deleting", EventType::Normal, "Sandbox deletion started".to_string());
-        self.transition(SandboxPhase::Deleting, "Deleting", event, actor, |s| s.pod_name = None)
-            .await?;
+        let event = (
+            "Deleting",
+            EventType::Normal,
+            "Sandbox deletion started".to_string(),
+        );
+        self.transition(SandboxPhase::Deleting, "Deleting", event, actor, |s| {
+            s.pod_name = None
+        })
+        .await?;
         self.finish_delete(actor).await
     }
 
     async fn finish_delete(&mut self, actor: &str) -> Result<()> {
         self.deps.runtime.remove(&runtime_id(&self.sandbox)).await?;
-        self.deps.store.delete("Sandbox", &self.key.namespace, &self.key.name).await?;
+        self.deps
+            .store
+            .delete("Sandbox", &self.key.namespace, &self.key.name)
+            .await?;
         self.deps.read_model.remove(&self.key);
         let record = status::sandbox_event(
             &self.key.namespace,
@@ -372,7 +450,10 @@ impl SandboxState {
 
     /// Records activity; persisted at most every [`ACTIVITY_PERSIST_INTERVAL`].
     async fn touch_activity(&mut self) {
-        if self.activity_persisted_at.is_some_and(|t| t.elapsed() < ACTIVITY_PERSIST_INTERVAL) {
+        if self
+            .activity_persisted_at
+            .is_some_and(|t| t.elapsed() < ACTIVITY_PERSIST_INTERVAL)
+        {
             return;
         }
         self.activity_persisted_at = Some(Instant::now());
@@ -380,8 +461,10 @@ impl SandboxState {
             .deps
             .store
             .update_obj::<Sandbox, _>(&self.key.namespace, &self.key.name, |sandbox| {
-                sandbox.status.get_or_insert_with(SandboxStatus::default).last_activity_timestamp =
-                    Some(status::now());
+                sandbox
+                    .status
+                    .get_or_insert_with(SandboxStatus::default)
+                    .last_activity_timestamp = Some(status::now());
                 true
             })
             .await;
@@ -399,4 +482,3 @@ impl SandboxState {
 fn phase_text(phase: Option<SandboxPhase>) -> &'static str {
     phase.map(SandboxPhase::as_str).unwrap_or("\"\"")
 }
-

@@ -17,7 +17,10 @@ pub struct ReadModel {
 }
 
 fn resource_version(sandbox: &Sandbox) -> u64 {
-    sandbox.resource_version().and_then(|rv| rv.parse().ok()).unwrap_or(0)
+    sandbox
+        .resource_version()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
 }
 
 impl ReadModel {
@@ -58,8 +61,11 @@ impl ReadModel {
 
     /// All sandboxes, sorted by namespace and name.
     pub fn list(&self) -> Vec<Sandbox> {
-        let mut all: Vec<(SandboxKey, Sandbox)> =
-            self.sandboxes.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+        let mut all: Vec<(SandboxKey, Sandbox)> = self
+            .sandboxes
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all.into_iter().map(|(_, sandbox)| sandbox).collect()
     }

@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 
 use agenttier_crds::resolve::{FoundTemplate, TemplateSource};
-use agenttier_crds::{
-    ClusterSandboxTemplate, SandboxSpec, SandboxTemplate, TemplateRef, quantity,
-};
+use agenttier_crds::{ClusterSandboxTemplate, SandboxSpec, SandboxTemplate, TemplateRef, quantity};
 use kube::ResourceExt;
 
 use crate::runtime::RuntimeSpec;
@@ -35,7 +33,9 @@ impl StoreTemplates {
                 spec: t.spec.clone(),
                 resource_version: t.resource_version().unwrap_or_default(),
             };
-            templates.namespaced.insert((t.namespace().unwrap_or_default(), t.name_any()), found);
+            templates
+                .namespaced
+                .insert((t.namespace().unwrap_or_default(), t.name_any()), found);
         }
         Ok(templates)
     }
@@ -47,7 +47,9 @@ impl TemplateSource for StoreTemplates {
             self.cluster.get(&reference.name).cloned()
         } else {
             let namespace = reference.namespace.as_deref().unwrap_or(referrer_namespace);
-            self.namespaced.get(&(namespace.to_string(), reference.name.clone())).cloned()
+            self.namespaced
+                .get(&(namespace.to_string(), reference.name.clone()))
+                .cloned()
         }
     }
 }
@@ -71,9 +73,16 @@ pub fn runtime_spec(display_name: String, spec: &SandboxSpec) -> Result<RuntimeS
         .and_then(|s| s.mount_path.clone())
         .unwrap_or_else(|| DEFAULT_MOUNT_PATH.to_string());
     if !mount_path.starts_with('/') || mount_path.contains("..") {
-        return Err(format!("storage.mountPath must be an absolute path, got {mount_path:?}"));
+        return Err(format!(
+            "storage.mountPath must be an absolute path, got {mount_path:?}"
+        ));
     }
-    if spec.security.as_ref().and_then(|s| s.privileged).unwrap_or(false) {
+    if spec
+        .security
+        .as_ref()
+        .and_then(|s| s.privileged)
+        .unwrap_or(false)
+    {
         return Err("security.privileged is not supported by this runtime".to_string());
     }
     let env = spec
@@ -89,7 +98,11 @@ pub fn runtime_spec(display_name: String, spec: &SandboxSpec) -> Result<RuntimeS
         env,
         working_dir: mount_path.clone(),
         mount_path,
-        allow_internet: spec.network.as_ref().and_then(|n| n.allow_internet).unwrap_or(false),
+        allow_internet: spec
+            .network
+            .as_ref()
+            .and_then(|n| n.allow_internet)
+            .unwrap_or(false),
         image: spec.image.as_ref().map(|i| i.repository.clone()),
     })
 }

@@ -60,7 +60,9 @@ impl Actor for SandboxSupervisor {
                 match changes.recv().await {
                     Ok(event) => {
                         if event.kind == "Sandbox"
-                            && watch_target.cast(SupervisorMsg::Watched(Box::new(event))).is_err()
+                            && watch_target
+                                .cast(SupervisorMsg::Watched(Box::new(event)))
+                                .is_err()
                         {
                             return;
                         }
@@ -127,7 +129,9 @@ impl Actor for SandboxSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                let Some(key) = state.forget(cell.get_id()) else { return Ok(()) };
+                let Some(key) = state.forget(cell.get_id()) else {
+                    return Ok(());
+                };
                 let failures = state.failures.entry(key.clone()).or_default();
                 *failures += 1;
                 let delay = respawn_delay(*failures);
@@ -158,30 +162,48 @@ fn respawn_delay(failures: u32) -> Duration {
 impl SupervisorState {
     fn forget(&mut self, id: ActorId) -> Option<SandboxKey> {
         let key = self.by_actor.remove(&id)?;
-        self.registry.remove_if(&key, |_, actor| actor.get_id() == id);
+        self.registry
+            .remove_if(&key, |_, actor| actor.get_id() == id);
         Some(key)
     }
 
-    async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg>, sandbox: Sandbox) -> Result<(), ActorProcessingErr> {
+    async fn spawn(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        sandbox: Sandbox,
+    ) -> Result<(), ActorProcessingErr> {
         let key = SandboxKey::of(&sandbox);
         if self.registry.contains_key(&key) {
             return Ok(());
         }
-        let args = SandboxActorArgs { sandbox, deps: self.deps.clone() };
+        let args = SandboxActorArgs {
+            sandbox,
+            deps: self.deps.clone(),
+        };
         let (actor, _) = Actor::spawn_linked(None, SandboxActor, args, myself.get_cell()).await?;
         self.by_actor.insert(actor.get_id(), key.clone());
         self.registry.insert(key, actor);
         Ok(())
     }
 
-    async fn create(&mut self, myself: &ActorRef<SupervisorMsg>, sandbox: Sandbox) -> Result<Sandbox> {
+    async fn create(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        sandbox: Sandbox,
+    ) -> Result<Sandbox> {
         let key = SandboxKey::of(&sandbox);
-        let created = self.deps.store.create_obj(&sandbox).await.map_err(|e| match e {
-            StoreError::AlreadyExists { .. } => {
-                Error::Conflict(format!("sandbox {} already exists in namespace {}", key.name, key.namespace))
-            }
-            other => Error::Store(other),
-        })?;
+        let created = self
+            .deps
+            .store
+            .create_obj(&sandbox)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists { .. } => Error::Conflict(format!(
+                    "sandbox {} already exists in namespace {}",
+                    key.name, key.namespace
+                )),
+                other => Error::Store(other),
+            })?;
         self.deps.read_model.apply(created.clone());
         self.spawn(myself, created.clone())
             .await
@@ -189,7 +211,11 @@ impl SupervisorState {
         Ok(created)
     }
 
-    async fn watched(&mut self, myself: &ActorRef<SupervisorMsg>, event: crate::store::WatchEvent) -> Result<(), ActorProcessingErr> {
+    async fn watched(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        event: crate::store::WatchEvent,
+    ) -> Result<(), ActorProcessingErr> {
         let sandbox: Sandbox = match serde_json::from_value(event.object) {
             Ok(sandbox) => sandbox,
             Err(e) => {
@@ -205,7 +231,9 @@ impl SupervisorState {
                     Some(actor) => {
                         let _ = actor.cast(SandboxMsg::Observed(Box::new(sandbox)));
                     }
-                    None if event.event_type == WatchEventType::Added => self.spawn(myself, sandbox).await?,
+                    None if event.event_type == WatchEventType::Added => {
+                        self.spawn(myself, sandbox).await?
+                    }
                     None => {}
                 }
             }

@@ -43,7 +43,10 @@ fn sandbox(name: &str, template: &str) -> Sandbox {
                 kind: Some(CLUSTER_TEMPLATE_KIND.into()),
                 namespace: None,
             },
-            created_by: Some(CreatedBy { sub: "alice".into(), ..Default::default() }),
+            created_by: Some(CreatedBy {
+                sub: "alice".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         },
     );
@@ -62,7 +65,9 @@ fn exec(command: &str) -> ExecRequest {
 }
 
 async fn start(store: Arc<SqliteStore>, runtime: Arc<FakeRuntime>) -> ActorSystem {
-    ActorSystem::start(store as Arc<dyn Store>, runtime as Arc<dyn Runtime>).await.unwrap()
+    ActorSystem::start(store as Arc<dyn Store>, runtime as Arc<dyn Runtime>)
+        .await
+        .unwrap()
 }
 
 /// Polls until `check` holds (actors work asynchronously); fails the test after 5 s.
@@ -89,40 +94,90 @@ async fn full_life_cycle_keeps_the_workspace() {
     let status = created.status.clone().unwrap();
     assert_eq!(status.resolved_template.as_deref(), Some("shell"));
     assert!(status.started_at.is_some());
-    assert!(status.conditions.iter().any(|c| c.type_ == READY && c.status == "True"));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == READY && c.status == "True")
+    );
 
-    cp.exec(&key, exec("echo hello > /workspace/f")).await.unwrap();
+    cp.exec(&key, exec("echo hello > /workspace/f"))
+        .await
+        .unwrap();
     let stopped = cp.stop(&key, "alice").await.unwrap();
     assert_eq!(stopped.phase(), Some(SandboxPhase::Stopped));
-    assert!(matches!(cp.exec(&key, exec("cat /workspace/f")).await, Err(Error::Conflict(_))));
-    assert!(matches!(cp.stop(&key, "alice").await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        cp.exec(&key, exec("cat /workspace/f")).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        cp.stop(&key, "alice").await,
+        Err(Error::Conflict(_))
+    ));
 
     let resumed = cp.resume(&key, "alice").await.unwrap();
     assert_eq!(resumed.phase(), Some(SandboxPhase::Running));
-    assert!(matches!(cp.resume(&key, "alice").await, Err(Error::Conflict(_))));
-    assert_eq!(cp.exec(&key, exec("cat /workspace/f")).await.unwrap().stdout, "hello\n");
+    assert!(matches!(
+        cp.resume(&key, "alice").await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(
+        cp.exec(&key, exec("cat /workspace/f"))
+            .await
+            .unwrap()
+            .stdout,
+        "hello\n"
+    );
 
-    let bob = CreatedBy { sub: "bob".into(), ..Default::default() };
+    let bob = CreatedBy {
+        sub: "bob".into(),
+        ..Default::default()
+    };
     let clone = cp
-        .clone_sandbox(&key, CloneRequest { name: "b".into(), created_by: bob }, WAIT)
+        .clone_sandbox(
+            &key,
+            CloneRequest {
+                name: "b".into(),
+                created_by: bob,
+            },
+            WAIT,
+        )
         .await
         .unwrap();
     assert_eq!(clone.phase(), Some(SandboxPhase::Running));
-    assert_eq!(clone.status.as_ref().unwrap().cloned_from.as_deref(), Some("a"));
+    assert_eq!(
+        clone.status.as_ref().unwrap().cloned_from.as_deref(),
+        Some("a")
+    );
     assert_eq!(clone.spec.created_by.as_ref().unwrap().sub, "bob");
     let clone_key = SandboxKey::new("default", "b");
-    assert_eq!(cp.exec(&clone_key, exec("cat /workspace/f")).await.unwrap().stdout, "hello\n");
+    assert_eq!(
+        cp.exec(&clone_key, exec("cat /workspace/f"))
+            .await
+            .unwrap()
+            .stdout,
+        "hello\n"
+    );
     assert_ne!(runtime_id(&clone), runtime_id(&created));
 
     for k in [&key, &clone_key] {
         let id = runtime_id(&cp.get(k).unwrap());
         cp.delete(k, "alice").await.unwrap();
         assert!(cp.get(k).is_none());
-        assert!(store.get_obj::<Sandbox>("default", &k.name).await.unwrap().is_none());
+        assert!(
+            store
+                .get_obj::<Sandbox>("default", &k.name)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(!runtime.has_workspace(&id));
     }
     let reasons: Vec<String> = store
-        .list_events(&EventFilter { object_name: Some("a".into()), ..Default::default() })
+        .list_events(&EventFilter {
+            object_name: Some("a".into()),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_iter()
@@ -131,7 +186,9 @@ async fn full_life_cycle_keeps_the_workspace() {
         .collect();
     assert_eq!(
         reasons,
-        ["Creating", "Running", "Stopped", "Resuming", "Running", "Deleting", "Deleted"]
+        [
+            "Creating", "Running", "Stopped", "Resuming", "Running", "Deleting", "Deleted"
+        ]
     );
     system.shutdown().await;
 }
@@ -140,7 +197,11 @@ async fn full_life_cycle_keeps_the_workspace() {
 async fn duplicate_names_conflict() {
     let store = store_with_template().await;
     let system = start(store, Arc::new(FakeRuntime::default())).await;
-    system.control.create(sandbox("a", "shell"), WAIT).await.unwrap();
+    system
+        .control
+        .create(sandbox("a", "shell"), WAIT)
+        .await
+        .unwrap();
     assert!(matches!(
         system.control.create(sandbox("a", "shell"), WAIT).await,
         Err(Error::Conflict(_))
@@ -152,12 +213,24 @@ async fn duplicate_names_conflict() {
 async fn a_missing_template_is_a_permanent_error_with_a_condition() {
     let store = store_with_template().await;
     let system = start(store, Arc::new(FakeRuntime::default())).await;
-    let created = system.control.create(sandbox("a", "nope"), WAIT).await.unwrap();
+    let created = system
+        .control
+        .create(sandbox("a", "nope"), WAIT)
+        .await
+        .unwrap();
     assert_eq!(created.phase(), Some(SandboxPhase::Error));
     let status = created.status.unwrap();
-    assert!(status.message.unwrap().contains("Template resolution failed"));
+    assert!(
+        status
+            .message
+            .unwrap()
+            .contains("Template resolution failed")
+    );
     let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "TemplateResolutionFailed"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "TemplateResolutionFailed")
+    );
     system.shutdown().await;
 }
 
@@ -170,7 +243,11 @@ async fn a_failed_start_is_reported_and_resume_recovers() {
         id: "x".into(),
         detail: "boom".into(),
     });
-    let created = system.control.create(sandbox("a", "shell"), WAIT).await.unwrap();
+    let created = system
+        .control
+        .create(sandbox("a", "shell"), WAIT)
+        .await
+        .unwrap();
     assert_eq!(created.phase(), Some(SandboxPhase::Error));
     let key = SandboxKey::new("default", "a");
     let resumed = system.control.resume(&key, "alice").await.unwrap();
@@ -186,17 +263,36 @@ async fn a_panicking_sandbox_actor_is_restarted_alone() {
     let cp = system.control.clone();
     cp.create(sandbox("a", "shell"), WAIT).await.unwrap();
     cp.create(sandbox("b", "shell"), WAIT).await.unwrap();
-    let (a, b) = (SandboxKey::new("default", "a"), SandboxKey::new("default", "b"));
-    let actor_of = |k: &SandboxKey| -> ActorRef<SandboxMsg> { cp.registry.get(k).unwrap().value().clone() };
+    let (a, b) = (
+        SandboxKey::new("default", "a"),
+        SandboxKey::new("default", "b"),
+    );
+    let actor_of =
+        |k: &SandboxKey| -> ActorRef<SandboxMsg> { cp.registry.get(k).unwrap().value().clone() };
     let (old_a, old_b) = (actor_of(&a).get_id(), actor_of(&b).get_id());
 
     actor_of(&a).cast(SandboxMsg::Panic).unwrap();
-    eventually(|| cp.registry.get(&a).is_some_and(|r| r.value().get_id() != old_a)).await;
+    eventually(|| {
+        cp.registry
+            .get(&a)
+            .is_some_and(|r| r.value().get_id() != old_a)
+    })
+    .await;
 
     assert_eq!(actor_of(&b).get_id(), old_b, "the sibling keeps its actor");
-    assert_eq!(runtime.starts(), 2, "the restarted actor re-adopts instead of starting again");
-    assert_eq!(cp.exec(&a, exec("echo ok")).await.unwrap().stdout, "echo ok\n");
-    assert_eq!(cp.exec(&b, exec("echo ok")).await.unwrap().stdout, "echo ok\n");
+    assert_eq!(
+        runtime.starts(),
+        2,
+        "the restarted actor re-adopts instead of starting again"
+    );
+    assert_eq!(
+        cp.exec(&a, exec("echo ok")).await.unwrap().stdout,
+        "echo ok\n"
+    );
+    assert_eq!(
+        cp.exec(&b, exec("echo ok")).await.unwrap().stdout,
+        "echo ok\n"
+    );
     system.shutdown().await;
 }
 
@@ -205,18 +301,42 @@ async fn a_restarted_control_plane_readopts_or_restarts() {
     let store = store_with_template().await;
     let runtime = Arc::new(FakeRuntime::default());
     let system = start(store.clone(), runtime.clone()).await;
-    system.control.create(sandbox("alive", "shell"), WAIT).await.unwrap();
-    system.control.create(sandbox("dead", "shell"), WAIT).await.unwrap();
-    system.control.create(sandbox("stopped", "shell"), WAIT).await.unwrap();
-    system.control.stop(&SandboxKey::new("default", "stopped"), "alice").await.unwrap();
-    let dead = runtime_id(&system.control.get(&SandboxKey::new("default", "dead")).unwrap());
+    system
+        .control
+        .create(sandbox("alive", "shell"), WAIT)
+        .await
+        .unwrap();
+    system
+        .control
+        .create(sandbox("dead", "shell"), WAIT)
+        .await
+        .unwrap();
+    system
+        .control
+        .create(sandbox("stopped", "shell"), WAIT)
+        .await
+        .unwrap();
+    system
+        .control
+        .stop(&SandboxKey::new("default", "stopped"), "alice")
+        .await
+        .unwrap();
+    let dead = runtime_id(
+        &system
+            .control
+            .get(&SandboxKey::new("default", "dead"))
+            .unwrap(),
+    );
     system.shutdown().await;
     runtime.kill(&dead);
     assert_eq!(runtime.starts(), 3);
 
     let system = start(store, runtime.clone()).await;
     let cp = system.control.clone();
-    let phase = |name: &str| cp.get(&SandboxKey::new("default", name)).and_then(|s| s.phase());
+    let phase = |name: &str| {
+        cp.get(&SandboxKey::new("default", name))
+            .and_then(|s| s.phase())
+    };
     eventually(|| runtime.starts() == 4 && phase("dead") == Some(SandboxPhase::Running)).await;
     assert_eq!(phase("alive"), Some(SandboxPhase::Running));
     assert_eq!(phase("stopped"), Some(SandboxPhase::Stopped));

@@ -15,8 +15,7 @@ use super::{
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE objects (
+const MIGRATIONS: &[&str] = &["CREATE TABLE objects (
         kind TEXT NOT NULL,
         namespace TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -45,8 +44,7 @@ const MIGRATIONS: &[&str] = &[
         user_id TEXT NOT NULL,
         record TEXT NOT NULL
     );
-    CREATE INDEX api_keys_user ON api_keys (user_id);",
-];
+    CREATE INDEX api_keys_user ON api_keys (user_id);"];
 
 /// The settings key of the resourceVersion counter.
 const RV_KEY: &str = "resource_version";
@@ -83,7 +81,10 @@ impl SqliteStore {
         }
         tx.commit()?;
         let (changes, _) = broadcast::channel(4096);
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), changes })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            changes,
+        })
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -95,7 +96,9 @@ impl SqliteStore {
         let conn = self.conn.clone();
         let changes = self.changes.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Task("store lock poisoned".into()))?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("store lock poisoned".into()))?;
             f(&mut guard, &changes)
         })
         .await
@@ -105,7 +108,9 @@ impl SqliteStore {
 
 /// The `(namespace, name)` of a document.
 fn identity(object: &Value) -> Result<(String, String)> {
-    let meta = object.get("metadata").ok_or_else(|| StoreError::Invalid("no metadata".into()))?;
+    let meta = object
+        .get("metadata")
+        .ok_or_else(|| StoreError::Invalid("no metadata".into()))?;
     let name = meta
         .get("name")
         .and_then(Value::as_str)
@@ -117,7 +122,9 @@ fn identity(object: &Value) -> Result<(String, String)> {
 
 fn next_resource_version(tx: &rusqlite::Transaction<'_>) -> Result<i64> {
     let current: Option<String> = tx
-        .query_row("SELECT value FROM settings WHERE key = ?1", [RV_KEY], |r| r.get(0))
+        .query_row("SELECT value FROM settings WHERE key = ?1", [RV_KEY], |r| {
+            r.get(0)
+        })
         .optional()?;
     let next = current.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1;
     tx.execute(
@@ -136,18 +143,31 @@ fn metadata_mut(object: &mut Value) -> Result<&mut serde_json::Map<String, Value
 }
 
 fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn new_uid() -> String {
     let bytes: [u8; 16] = rand::random();
     let h = hex::encode(bytes);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn notify(changes: &broadcast::Sender<WatchEvent>, kind: &str, t: WatchEventType, object: &Value) {
     // No receivers is fine: nobody is watching yet.
-    let _ = changes.send(WatchEvent { kind: kind.to_string(), event_type: t, object: object.clone() });
+    let _ = changes.send(WatchEvent {
+        kind: kind.to_string(),
+        event_type: t,
+        object: object.clone(),
+    });
 }
 
 #[async_trait]
@@ -180,7 +200,14 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO objects (kind, namespace, name, uid, resource_version, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![kind, namespace, name, uid, rv, serde_json::to_string(&object)?],
+                params![
+                    kind,
+                    namespace,
+                    name,
+                    uid,
+                    rv,
+                    serde_json::to_string(&object)?
+                ],
             )?;
             tx.commit()?;
             notify(changes, &kind, WatchEventType::Added, &object);
@@ -244,11 +271,18 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound { kind, name });
             };
             if expected != current_rv.to_string() {
-                return Err(StoreError::Conflict { kind, name, expected });
+                return Err(StoreError::Conflict {
+                    kind,
+                    name,
+                    expected,
+                });
             }
             let old: Value = serde_json::from_str(&current_body)?;
             let rv = next_resource_version(&tx)?;
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let spec_changed = old.get("spec") != object.get("spec");
             {
                 let meta = metadata_mut(&mut object)?;
@@ -260,7 +294,11 @@ impl Store for SqliteStore {
                 meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
                 meta.insert(
                     "generation".into(),
-                    Value::from(if spec_changed { generation + 1 } else { generation }),
+                    Value::from(if spec_changed {
+                        generation + 1
+                    } else {
+                        generation
+                    }),
                 );
             }
             tx.execute(
@@ -341,7 +379,16 @@ impl Store for SqliteStore {
             )?;
             let limit = f.limit.unwrap_or(100) as i64;
             let rows = stmt.query_map(
-                params![f.namespace, f.object_name, f.reason, f.actor, f.since, f.until, f.before_id, limit],
+                params![
+                    f.namespace,
+                    f.object_name,
+                    f.reason,
+                    f.actor,
+                    f.since,
+                    f.until,
+                    f.before_id,
+                    limit
+                ],
                 |r| {
                     let event_type: String = r.get(6)?;
                     Ok(EventRecord {
@@ -371,7 +418,12 @@ impl Store for SqliteStore {
             conn.execute(
                 "INSERT INTO api_keys (id, key_hash, user_id, record) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                params![record.id, record.key_hash, record.user_id, serde_json::to_string(&record)?],
+                params![
+                    record.id,
+                    record.key_hash,
+                    record.user_id,
+                    serde_json::to_string(&record)?
+                ],
             )?;
             Ok(())
         })
@@ -382,9 +434,11 @@ impl Store for SqliteStore {
         let key_hash = key_hash.to_string();
         self.with_conn(move |conn, _| {
             let body: Option<String> = conn
-                .query_row("SELECT record FROM api_keys WHERE key_hash = ?1", [key_hash], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT record FROM api_keys WHERE key_hash = ?1",
+                    [key_hash],
+                    |r| r.get(0),
+                )
                 .optional()?;
             Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
         })
@@ -409,15 +463,19 @@ impl Store for SqliteStore {
 
     async fn delete_api_key(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
-        self.with_conn(move |conn, _| Ok(conn.execute("DELETE FROM api_keys WHERE id = ?1", [id])? > 0))
-            .await
+        self.with_conn(move |conn, _| {
+            Ok(conn.execute("DELETE FROM api_keys WHERE id = ?1", [id])? > 0)
+        })
+        .await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_string();
         self.with_conn(move |conn, _| {
             Ok(conn
-                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
                 .optional()?)
         })
         .await
@@ -460,9 +518,27 @@ mod tests {
         store.create("Sandbox", doc("b")).await.unwrap();
         assert_eq!(store.list("Sandbox", None).await.unwrap().len(), 2);
         assert_eq!(store.list("Sandbox", Some("other")).await.unwrap().len(), 0);
-        assert!(store.delete("Sandbox", "default", "a").await.unwrap().is_some());
-        assert!(store.delete("Sandbox", "default", "a").await.unwrap().is_none());
-        assert!(store.get("Sandbox", "default", "a").await.unwrap().is_none());
+        assert!(
+            store
+                .delete("Sandbox", "default", "a")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .delete("Sandbox", "default", "a")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .get("Sandbox", "default", "a")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -472,10 +548,16 @@ mod tests {
         let mut v2 = v1.clone();
         v2["status"] = json!({"phase": "Running"});
         let v2 = store.replace("Sandbox", v2).await.unwrap();
-        assert_eq!(v2["metadata"]["generation"], 1, "status-only change keeps generation");
+        assert_eq!(
+            v2["metadata"]["generation"], 1,
+            "status-only change keeps generation"
+        );
         let mut stale = v1.clone();
         stale["spec"]["x"] = json!(2);
-        assert!(matches!(store.replace("Sandbox", stale).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            store.replace("Sandbox", stale).await,
+            Err(StoreError::Conflict { .. })
+        ));
         let mut v3 = v2.clone();
         v3["spec"]["x"] = json!(3);
         let v3 = store.replace("Sandbox", v3).await.unwrap();
@@ -493,7 +575,11 @@ mod tests {
         let kinds: Vec<_> = (0..3).map(|_| rx.try_recv().unwrap().event_type).collect();
         assert_eq!(
             kinds,
-            vec![WatchEventType::Added, WatchEventType::Modified, WatchEventType::Deleted]
+            vec![
+                WatchEventType::Added,
+                WatchEventType::Modified,
+                WatchEventType::Deleted
+            ]
         );
     }
 
@@ -507,10 +593,19 @@ mod tests {
             store.put_setting("k", "v").await.unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert!(store.get("Sandbox", "default", "a").await.unwrap().is_some());
+        assert!(
+            store
+                .get("Sandbox", "default", "a")
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(store.get_setting("k").await.unwrap().as_deref(), Some("v"));
         let b = store.create("Sandbox", doc("b")).await.unwrap();
-        assert_eq!(b["metadata"]["resourceVersion"], "2", "counter continues after reopen");
+        assert_eq!(
+            b["metadata"]["resourceVersion"], "2",
+            "counter continues after reopen"
+        );
     }
 
     #[tokio::test]
@@ -533,14 +628,24 @@ mod tests {
                 .unwrap();
         }
         let all = store.list_events(&EventFilter::default()).await.unwrap();
-        assert_eq!(all.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["Stopped", "Running", "Creating"]);
+        assert_eq!(
+            all.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+            ["Stopped", "Running", "Creating"]
+        );
         let page = store
-            .list_events(&EventFilter { before_id: Some(all[0].id), limit: Some(1), ..Default::default() })
+            .list_events(&EventFilter {
+                before_id: Some(all[0].id),
+                limit: Some(1),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(page[0].reason, "Running");
         let running = store
-            .list_events(&EventFilter { reason: Some("Running".into()), ..Default::default() })
+            .list_events(&EventFilter {
+                reason: Some("Running".into()),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert_eq!(running.len(), 1);

@@ -49,20 +49,32 @@ impl<S: Store + ?Sized> TypedStore for S {
 
     async fn list_obj<K: StoredResource>(&self, namespace: Option<&str>) -> Result<Vec<K>> {
         let values = self.list(&kind::<K>(), namespace).await?;
-        values.into_iter().map(|v| serde_json::from_value(v).map_err(StoreError::from)).collect()
+        values
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(StoreError::from))
+            .collect()
     }
 
     async fn create_obj<K: StoredResource>(&self, object: &K) -> Result<K> {
-        let value = self.create(&kind::<K>(), with_type_meta::<K>(object)?).await?;
+        let value = self
+            .create(&kind::<K>(), with_type_meta::<K>(object)?)
+            .await?;
         Ok(serde_json::from_value(value)?)
     }
 
     async fn replace_obj<K: StoredResource>(&self, object: &K) -> Result<K> {
-        let value = self.replace(&kind::<K>(), with_type_meta::<K>(object)?).await?;
+        let value = self
+            .replace(&kind::<K>(), with_type_meta::<K>(object)?)
+            .await?;
         Ok(serde_json::from_value(value)?)
     }
 
-    async fn update_obj<K, F>(&self, namespace: &str, name: &str, mut mutate: F) -> Result<Option<K>>
+    async fn update_obj<K, F>(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut mutate: F,
+    ) -> Result<Option<K>>
     where
         K: StoredResource,
         F: FnMut(&mut K) -> bool + Send,

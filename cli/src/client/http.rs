@@ -48,7 +48,8 @@ impl ApiClient {
 
     /// GET with query parameters.
     pub async fn get_query(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
-        self.send(self.request(Method::GET, path).query(query)).await
+        self.send(self.request(Method::GET, path).query(query))
+            .await
     }
 
     /// POST a JSON body.
@@ -57,8 +58,14 @@ impl ApiClient {
     }
 
     /// POST with a longer per-request timeout (exec).
-    pub async fn post_with_timeout(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
-        self.send(self.request(Method::POST, path).json(body).timeout(timeout)).await
+    pub async fn post_with_timeout(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value> {
+        self.send(self.request(Method::POST, path).json(body).timeout(timeout))
+            .await
     }
 
     /// DELETE.
@@ -72,7 +79,11 @@ impl ApiClient {
         })?;
         let status = response.status();
         let body = response.text().await?;
-        let json: Value = if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
+        let json: Value = if body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap_or(Value::String(body))
+        };
         if status.is_success() {
             return Ok(json);
         }
@@ -85,7 +96,9 @@ impl ApiClient {
             })
             .unwrap_or_else(|| json.to_string());
         let hint = match status {
-            StatusCode::UNAUTHORIZED => " (set AGENTTIER_API_KEY to the key `agenttier serve` printed)",
+            StatusCode::UNAUTHORIZED => {
+                " (set AGENTTIER_API_KEY to the key `agenttier serve` printed)"
+            }
             _ => "",
         };
         Err(anyhow!("{} {message}{hint}", status.as_u16()))

@@ -16,7 +16,14 @@ pub async fn sandbox(args: ClientArgs, command: SandboxCommand) -> Result<ExitCo
     let client = ApiClient::new(&args)?;
     let output = args.output;
     match command {
-        SandboxCommand::Create { name, template, namespace, timeout, idle_timeout, storage_size } => {
+        SandboxCommand::Create {
+            name,
+            template,
+            namespace,
+            timeout,
+            idle_timeout,
+            storage_size,
+        } => {
             let mut body = json!({
                 "name": name,
                 "templateRef": {"name": template, "kind": "ClusterSandboxTemplate"},
@@ -52,8 +59,16 @@ pub async fn sandbox(args: ClientArgs, command: SandboxCommand) -> Result<ExitCo
             let sandbox = client.get(&format!("/sandboxes/{id}")).await?;
             print_sandboxes(output, &sandbox, std::slice::from_ref(&sandbox));
         }
-        SandboxCommand::Exec { id, timeout, command } => {
-            let command = command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+        SandboxCommand::Exec {
+            id,
+            timeout,
+            command,
+        } => {
+            let command = command
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ");
             let result = client
                 .post_with_timeout(
                     &format!("/sandboxes/{id}/exec"),
@@ -67,15 +82,23 @@ pub async fn sandbox(args: ClientArgs, command: SandboxCommand) -> Result<ExitCo
                 print!("{}", result["stdout"].as_str().unwrap_or_default());
                 eprint!("{}", result["stderr"].as_str().unwrap_or_default());
             }
-            let code = result["exitCode"].as_i64().context("the server's exec answer has no exitCode")?;
-            return Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)));
+            let code = result["exitCode"]
+                .as_i64()
+                .context("the server's exec answer has no exitCode")?;
+            return Ok(ExitCode::from(
+                u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+            ));
         }
         SandboxCommand::Stop { id } => {
-            let result = client.post(&format!("/sandboxes/{id}/stop"), &json!({})).await?;
+            let result = client
+                .post(&format!("/sandboxes/{id}/stop"), &json!({}))
+                .await?;
             print_status(output, &result, &format!("sandbox {id} stopped"));
         }
         SandboxCommand::Resume { id } => {
-            let result = client.post(&format!("/sandboxes/{id}/resume"), &json!({})).await?;
+            let result = client
+                .post(&format!("/sandboxes/{id}/resume"), &json!({}))
+                .await?;
             print_status(output, &result, &format!("sandbox {id} resumed"));
         }
         SandboxCommand::Clone { id, name } => {
@@ -83,13 +106,19 @@ pub async fn sandbox(args: ClientArgs, command: SandboxCommand) -> Result<ExitCo
                 Some(name) => json!({"name": name}),
                 None => json!({}),
             };
-            let result = client.post(&format!("/sandboxes/{id}/clone"), &body).await?;
+            let result = client
+                .post(&format!("/sandboxes/{id}/clone"), &body)
+                .await?;
             let clone = result["name"].as_str().unwrap_or_default();
             print_status(output, &result, &format!("sandbox {id} cloned to {clone}"));
         }
         SandboxCommand::Delete { id } => {
             client.delete(&format!("/sandboxes/{id}")).await?;
-            print_status(output, &json!({"status": "deleted", "id": id}), &format!("sandbox {id} deleted"));
+            print_status(
+                output,
+                &json!({"status": "deleted", "id": id}),
+                &format!("sandbox {id} deleted"),
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -139,7 +168,17 @@ fn print_sandboxes(output: Output, raw: &Value, items: &[Value]) {
             ]
         })
         .collect();
-    table::print(&["NAME", "NAMESPACE", "STATUS", "TEMPLATE", "CREATED", "MESSAGE"], rows);
+    table::print(
+        &[
+            "NAME",
+            "NAMESPACE",
+            "STATUS",
+            "TEMPLATE",
+            "CREATED",
+            "MESSAGE",
+        ],
+        rows,
+    );
 }
 
 fn print_status(output: Output, raw: &Value, human: &str) {
@@ -161,8 +200,14 @@ fn text(value: &Value) -> String {
 /// Quotes an argument for `/bin/sh` unless it is plainly safe, as Python's `shlex.quote` does.
 fn shell_quote(arg: &str) -> String {
     let safe = !arg.is_empty()
-        && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b));
-    if safe { arg.to_string() } else { format!("'{}'", arg.replace('\'', "'\"'\"'")) }
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b));
+    if safe {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\"'\"'"))
+    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,9 @@ pub async fn validate(store: &dyn Store, key: &str) -> Result<Option<Identity>, 
         return Ok(None);
     }
     let presented = hash_key(key);
-    let Some(record) = store.get_api_key_by_hash(&presented).await? else { return Ok(None) };
+    let Some(record) = store.get_api_key_by_hash(&presented).await? else {
+        return Ok(None);
+    };
     if !bool::from(record.key_hash.as_bytes().ct_eq(presented.as_bytes())) {
         return Ok(None);
     }

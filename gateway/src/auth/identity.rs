@@ -46,7 +46,12 @@ impl Identity {
 
     /// Owner or admin (contract "owner/admin").
     pub fn owns(&self, sandbox: &Sandbox) -> bool {
-        self.is_admin || sandbox.spec.created_by.as_ref().is_some_and(|c| c.sub == self.sub)
+        self.is_admin
+            || sandbox
+                .spec
+                .created_by
+                .as_ref()
+                .is_some_and(|c| c.sub == self.sub)
     }
 
     /// Owner, admin, or a user/group the sandbox is shared with (GET and the terminal).
@@ -54,8 +59,16 @@ impl Identity {
         if self.owns(sandbox) {
             return true;
         }
-        let Some(sharing) = &sandbox.spec.sharing else { return false };
-        sharing.users.iter().any(|u| u.identity == self.sub || (!self.email.is_empty() && u.identity == self.email))
-            || sharing.groups.iter().any(|g| self.groups.contains(&g.identity))
+        let Some(sharing) = &sandbox.spec.sharing else {
+            return false;
+        };
+        sharing
+            .users
+            .iter()
+            .any(|u| u.identity == self.sub || (!self.email.is_empty() && u.identity == self.email))
+            || sharing
+                .groups
+                .iter()
+                .any(|g| self.groups.contains(&g.identity))
     }
 }

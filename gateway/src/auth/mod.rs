@@ -36,14 +36,22 @@ impl Authenticator {
         }
         if let Some(key) = headers.get("x-api-key") {
             let key = key.to_str().map_err(|_| invalid_key())?;
-            return api_keys::validate(self.store.as_ref(), key).await?.ok_or_else(invalid_key);
+            return api_keys::validate(self.store.as_ref(), key)
+                .await?
+                .ok_or_else(invalid_key);
         }
         let Some(authorization) = headers.get(axum::http::header::AUTHORIZATION) else {
-            return Err(ApiError::Unauthorized { code: "missing_authorization", message: None });
+            return Err(ApiError::Unauthorized {
+                code: "missing_authorization",
+                message: None,
+            });
         };
         let authorization = authorization.to_str().unwrap_or_default();
         if !authorization.starts_with("Bearer ") {
-            return Err(ApiError::Unauthorized { code: "invalid_authorization_format", message: None });
+            return Err(ApiError::Unauthorized {
+                code: "invalid_authorization_format",
+                message: None,
+            });
         }
         Err(ApiError::Unauthorized {
             code: "invalid_token",
@@ -53,7 +61,10 @@ impl Authenticator {
 }
 
 fn invalid_key() -> ApiError {
-    ApiError::Unauthorized { code: "invalid_api_key", message: None }
+    ApiError::Unauthorized {
+        code: "invalid_api_key",
+        message: None,
+    }
 }
 
 /// Middleware: authenticate or answer 401.

@@ -20,6 +20,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     match check {
         Ok(Ok(_)) => (StatusCode::OK, "ok".into()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: store timed out".into()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: store timed out".into(),
+        ),
     }
 }

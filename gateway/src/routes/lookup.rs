@@ -25,7 +25,11 @@ pub fn find(state: &AppState, id: &str) -> Result<Sandbox, ApiError> {
 }
 
 /// The sandbox, if the caller is its owner or an admin; others get the contract's 404.
-pub fn owned(state: &AppState, identity: &Identity, id: &str) -> Result<(SandboxKey, Sandbox), ApiError> {
+pub fn owned(
+    state: &AppState,
+    identity: &Identity,
+    id: &str,
+) -> Result<(SandboxKey, Sandbox), ApiError> {
     let sandbox = find(state, id)?;
     if !identity.owns(&sandbox) {
         return Err(ApiError::NotFound(format!("access denied to sandbox {id}")));
@@ -37,7 +41,10 @@ pub fn owned(state: &AppState, identity: &Identity, id: &str) -> Result<(Sandbox
 pub fn viewable(state: &AppState, identity: &Identity, id: &str) -> Result<Sandbox, ApiError> {
     let sandbox = find(state, id)?;
     if !identity.can_view(&sandbox) {
-        return Err(ApiError::NotFound(format!("access denied to sandbox {}", sandbox.name_any())));
+        return Err(ApiError::NotFound(format!(
+            "access denied to sandbox {}",
+            sandbox.name_any()
+        )));
     }
     Ok(sandbox)
 }

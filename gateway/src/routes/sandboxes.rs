@@ -43,9 +43,19 @@ pub async fn list(
         .list()
         .iter()
         .filter(|s| identity.owns(s))
-        .filter(|s| query.namespace.as_deref().is_none_or(|ns| s.namespace().as_deref() == Some(ns)))
+        .filter(|s| {
+            query
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| s.namespace().as_deref() == Some(ns))
+        })
         .map(SandboxJson::from_sandbox)
-        .filter(|s| query.status.as_deref().is_none_or(|st| st.is_empty() || s.status == st))
+        .filter(|s| {
+            query
+                .status
+                .as_deref()
+                .is_none_or(|st| st.is_empty() || s.status == st)
+        })
         .collect();
     Json(json!({ "sandboxes": sandboxes }))
 }
@@ -87,16 +97,36 @@ pub async fn create(
     Extension(identity): Extension<Identity>,
     ApiJson(body): ApiJson<CreateSandbox>,
 ) -> ApiResult<(StatusCode, Json<SandboxJson>)> {
-    let name = body.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
+    let name = body
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
     validate::dns_label("name", &name)?;
-    let namespace = body.namespace.filter(|n| !n.is_empty()).unwrap_or_else(|| state.config.default_namespace.clone());
+    let namespace = body
+        .namespace
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| state.config.default_namespace.clone());
     validate::dns_label("namespace", &namespace)?;
-    let template = body.template_ref.ok_or_else(|| ApiError::BadRequest("templateRef.name is required".into()))?;
-    let template_name = template.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::BadRequest("templateRef.name is required".into()))?;
+    let template = body
+        .template_ref
+        .ok_or_else(|| ApiError::BadRequest("templateRef.name is required".into()))?;
+    let template_name = template
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("templateRef.name is required".into()))?;
     // Contract §11.3: an omitted kind means ClusterSandboxTemplate at the REST layer, written explicitly.
-    let kind = template.kind.filter(|k| !k.is_empty()).unwrap_or_else(|| CLUSTER_TEMPLATE_KIND.to_string());
+    let kind = template
+        .kind
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| CLUSTER_TEMPLATE_KIND.to_string());
     let template_namespace = template.namespace.filter(|n| !n.is_empty());
-    let mode = template_mode(&state, &kind, &template_name, template_namespace.as_deref().unwrap_or(&namespace)).await?;
+    let mode = template_mode(
+        &state,
+        &kind,
+        &template_name,
+        template_namespace.as_deref().unwrap_or(&namespace),
+    )
+    .await?;
     if let Some(timeout) = &body.timeout {
         validate::positive_duration("timeout", timeout)?;
     }
@@ -109,7 +139,11 @@ pub async fn create(
     }
     let spec = SandboxSpec {
         mode,
-        template_ref: TemplateRef { name: template_name, kind: Some(kind), namespace: template_namespace },
+        template_ref: TemplateRef {
+            name: template_name,
+            kind: Some(kind),
+            namespace: template_namespace,
+        },
         timeout: body.timeout,
         idle_timeout: body.idle_timeout,
         storage: body.storage,
@@ -118,8 +152,14 @@ pub async fn create(
     };
     let mut sandbox = Sandbox::new(&name, spec);
     sandbox.metadata.namespace = Some(namespace);
-    let created = state.control.create(sandbox, state.config.settle_wait).await?;
-    Ok((StatusCode::CREATED, Json(SandboxJson::from_sandbox(&created))))
+    let created = state
+        .control
+        .create(sandbox, state.config.settle_wait)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SandboxJson::from_sandbox(&created)),
+    ))
 }
 
 /// The template's mode; a template that does not exist is the client's mistake (400).
@@ -131,15 +171,23 @@ async fn template_mode(
 ) -> ApiResult<Option<agenttier_crds::SandboxMode>> {
     let store = state.control.store.as_ref();
     let spec = match kind {
-        CLUSTER_TEMPLATE_KIND => store.get_obj::<ClusterSandboxTemplate>("", name).await?.map(|t| t.spec.0),
-        NAMESPACED_TEMPLATE_KIND => store.get_obj::<SandboxTemplate>(namespace, name).await?.map(|t| t.spec),
+        CLUSTER_TEMPLATE_KIND => store
+            .get_obj::<ClusterSandboxTemplate>("", name)
+            .await?
+            .map(|t| t.spec.0),
+        NAMESPACED_TEMPLATE_KIND => store
+            .get_obj::<SandboxTemplate>(namespace, name)
+            .await?
+            .map(|t| t.spec),
         other => {
             return Err(ApiError::BadRequest(format!(
                 "invalid templateRef.kind {other:?}: must be ClusterSandboxTemplate or SandboxTemplate"
             )));
         }
     };
-    let spec = spec.ok_or_else(|| ApiError::BadRequest(format!("unknown template: {kind} {name:?} not found")))?;
+    let spec = spec.ok_or_else(|| {
+        ApiError::BadRequest(format!("unknown template: {kind} {name:?} not found"))
+    })?;
     Ok(spec.mode)
 }
 
@@ -162,7 +210,9 @@ pub async fn stop(
 ) -> ApiResult<Json<Value>> {
     let (key, _) = lookup::owned(&state, &identity, &id)?;
     let stopped = state.control.stop(&key, &identity.sub).await?;
-    Ok(Json(json!({"status": "stopping", "phase": phase_of(&stopped)})))
+    Ok(Json(
+        json!({"status": "stopping", "phase": phase_of(&stopped)}),
+    ))
 }
 
 /// POST `/sandboxes/{id}/resume`: 200 once started again; 409 unless Stopped or Error.
@@ -173,7 +223,9 @@ pub async fn resume(
 ) -> ApiResult<Json<Value>> {
     let (key, _) = lookup::owned(&state, &identity, &id)?;
     let resumed = state.control.resume(&key, &identity.sub).await?;
-    Ok(Json(json!({"status": "resuming", "phase": phase_of(&resumed)})))
+    Ok(Json(
+        json!({"status": "resuming", "phase": phase_of(&resumed)}),
+    ))
 }
 
 fn phase_of(sandbox: &Sandbox) -> &'static str {
@@ -197,7 +249,11 @@ pub async fn clone(
     OptionalJson(body): OptionalJson<CloneBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (key, source) = lookup::owned(&state, &identity, &id)?;
-    let has_workspace = source.status.as_ref().and_then(|s| s.pvc_name.as_deref()).is_some_and(|p| !p.is_empty());
+    let has_workspace = source
+        .status
+        .as_ref()
+        .and_then(|s| s.pvc_name.as_deref())
+        .is_some_and(|p| !p.is_empty());
     if !has_workspace {
         return Err(ApiError::BadRequest(format!(
             "sandbox {id} has no PVC to clone (phase={})",
@@ -206,11 +262,20 @@ pub async fn clone(
     }
     let name = match body.name.filter(|n| !n.is_empty()) {
         Some(name) => name,
-        None => format!("{id}-clone-{}", k8s_openapi::jiff::Timestamp::now().as_second()),
+        None => format!(
+            "{id}-clone-{}",
+            k8s_openapi::jiff::Timestamp::now().as_second()
+        ),
     };
     validate::dns_label("name", &name)?;
-    let request = CloneRequest { name, created_by: identity.as_created_by() };
-    let clone = state.control.clone_sandbox(&key, request, state.config.settle_wait).await?;
+    let request = CloneRequest {
+        name,
+        created_by: identity.as_created_by(),
+    };
+    let clone = state
+        .control
+        .clone_sandbox(&key, request, state.config.settle_wait)
+        .await?;
     let clone_name = clone.name_any();
     Ok((
         StatusCode::ACCEPTED,
@@ -244,7 +309,10 @@ pub async fn exec(
         return Err(ApiError::Conflict("sandbox is not running".into()));
     }
     let ApiJson(body) = body?;
-    let command = body.command.filter(|c| !c.trim().is_empty()).ok_or_else(|| ApiError::BadRequest("command is required".into()))?;
+    let command = body
+        .command
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest("command is required".into()))?;
     let timeout = match body.timeout.unwrap_or(0) {
         0 => Duration::from_secs(30),
         t if t < 0 => return Err(ApiError::BadRequest("timeout must not be negative".into())),
@@ -256,8 +324,15 @@ pub async fn exec(
             state.config.max_exec_timeout.as_secs()
         )));
     }
-    let request = ExecRequest { command, timeout, env: Default::default(), working_dir: None, stdin: Vec::new() };
+    let request = ExecRequest {
+        command,
+        timeout,
+        env: Default::default(),
+        working_dir: None,
+        stdin: Vec::new(),
+    };
     let output = state.control.exec(&key, request).await?;
-    Ok(Json(json!({"stdout": output.stdout, "stderr": output.stderr, "exitCode": output.exit_code})))
+    Ok(Json(
+        json!({"stdout": output.stdout, "stderr": output.stderr, "exitCode": output.exit_code}),
+    ))
 }
-

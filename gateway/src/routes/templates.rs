@@ -19,18 +19,29 @@ use crate::state::AppState;
 use crate::wire::TemplateJson;
 
 fn require_admin(identity: &Identity) -> ApiResult<()> {
-    if identity.is_admin { Ok(()) } else { Err(ApiError::Forbidden("admin_required".into())) }
+    if identity.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("admin_required".into()))
+    }
 }
 
 /// GET `/templates`.
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let templates = state.control.store.list_obj::<ClusterSandboxTemplate>(None).await?;
+    let templates = state
+        .control
+        .store
+        .list_obj::<ClusterSandboxTemplate>(None)
+        .await?;
     let templates: Vec<TemplateJson> = templates.iter().map(TemplateJson::from_template).collect();
     Ok(Json(json!({ "templates": templates })))
 }
 
 /// GET `/templates/{name}`.
-pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<TemplateJson>> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<TemplateJson>> {
     let template = state
         .control
         .store
@@ -56,13 +67,26 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<TemplateJson>)> {
     require_admin(&identity)?;
     validate::dns_label("name", &body.name)?;
-    let mut template = ClusterSandboxTemplate::new(&body.name, ClusterSandboxTemplateSpec(body.spec));
-    template.labels_mut().insert("agenttier.io/managed".into(), "true".into());
-    let created = state.control.store.create_obj(&template).await.map_err(|e| match e {
-        StoreError::AlreadyExists { .. } => ApiError::Conflict(format!("template {} already exists", body.name)),
-        other => other.into(),
-    })?;
-    Ok((StatusCode::CREATED, Json(TemplateJson::from_template(&created))))
+    let mut template =
+        ClusterSandboxTemplate::new(&body.name, ClusterSandboxTemplateSpec(body.spec));
+    template
+        .labels_mut()
+        .insert("agenttier.io/managed".into(), "true".into());
+    let created = state
+        .control
+        .store
+        .create_obj(&template)
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists { .. } => {
+                ApiError::Conflict(format!("template {} already exists", body.name))
+            }
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TemplateJson::from_template(&created)),
+    ))
 }
 
 /// The body of PUT `/templates/{name}`.
@@ -101,7 +125,10 @@ pub async fn delete(
     require_admin(&identity)?;
     let in_use = state.control.list().into_iter().find(|s| {
         s.phase() == Some(SandboxPhase::Running)
-            && s.status.as_ref().and_then(|st| st.resolved_template.as_deref()) == Some(name.as_str())
+            && s.status
+                .as_ref()
+                .and_then(|st| st.resolved_template.as_deref())
+                == Some(name.as_str())
     });
     if let Some(sandbox) = in_use {
         return Err(ApiError::Conflict(format!(
@@ -109,7 +136,12 @@ pub async fn delete(
             sandbox.name_any()
         )));
     }
-    match state.control.store.delete("ClusterSandboxTemplate", "", &name).await? {
+    match state
+        .control
+        .store
+        .delete("ClusterSandboxTemplate", "", &name)
+        .await?
+    {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::NotFound("template not found".into())),
     }

@@ -10,7 +10,9 @@ use crate::error::ApiError;
 pub fn dns_label(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !value.starts_with('-')
         && !value.ends_with('-');
     if ok {
@@ -26,7 +28,9 @@ pub fn dns_label(field: &str, value: &str) -> Result<(), ApiError> {
 pub fn positive_duration(field: &str, value: &str) -> Result<Duration, ApiError> {
     match parse_go_duration(value) {
         Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(ApiError::BadRequest(format!("invalid {field}: must be positive, got {value:?}"))),
+        Ok(_) => Err(ApiError::BadRequest(format!(
+            "invalid {field}: must be positive, got {value:?}"
+        ))),
         Err(e) => Err(ApiError::BadRequest(format!("invalid {field}: {e}"))),
     }
 }
@@ -47,7 +51,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(positive_duration("timeout", "5m").ok(), Some(Duration::from_secs(300)));
+        assert_eq!(
+            positive_duration("timeout", "5m").ok(),
+            Some(Duration::from_secs(300))
+        );
         assert!(positive_duration("timeout", "0s").is_err());
         assert!(positive_duration("timeout", "five").is_err());
     }

@@ -17,11 +17,41 @@ const SANDBOX_UID: u32 = 61000;
 fn bwrap() -> Command {
     let mut command = Command::new("bwrap");
     command
-        .args(["--unshare-all", "--die-with-parent", "--uid", "1000", "--gid", "1000"])
+        .args([
+            "--unshare-all",
+            "--die-with-parent",
+            "--uid",
+            "1000",
+            "--gid",
+            "1000",
+        ])
         .args(["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"])
-        .args(["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"])
-        .args(["--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin"])
-        .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--cap-drop", "ALL"])
+        .args([
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+        ])
+        .args([
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/sbin",
+            "/sbin",
+        ])
+        .args([
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--cap-drop",
+            "ALL",
+        ])
         .uid(SANDBOX_UID)
         .gid(SANDBOX_UID);
     command
@@ -45,13 +75,19 @@ fn percentile(samples: &[Duration], p: f64) -> f64 {
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let fork_exec = time_n(runs * 5, || {
         Command::new("true").status().unwrap();
     });
     let bwrap_true = time_n(runs, || {
         let status = bwrap().arg("true").status().unwrap();
-        assert!(status.success(), "bwrap failed: is bubblewrap installed and are we root?");
+        assert!(
+            status.success(),
+            "bwrap failed: is bubblewrap installed and are we root?"
+        );
     });
     let bwrap_ready = time_n(runs, || {
         let mut child = bwrap()
@@ -60,7 +96,9 @@ fn main() {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line, "ready\n");
         child.kill().unwrap();
         child.wait().unwrap();
@@ -73,8 +111,12 @@ fn main() {
         for i in 0..runs {
             let name = format!("bench-{i}");
             let start = Instant::now();
-            let (status, body) =
-                server.post("/sandboxes", json!({"name": name, "templateRef": {"name": "minimal-shell"}})).await;
+            let (status, body) = server
+                .post(
+                    "/sandboxes",
+                    json!({"name": name, "templateRef": {"name": "minimal-shell"}}),
+                )
+                .await;
             assert_eq!(status, 201, "{body}");
             if body["status"] != "Running" {
                 server.wait_phase(&name, "Running").await;
@@ -84,7 +126,9 @@ fn main() {
         let mut exec = Vec::new();
         for _ in 0..runs * 5 {
             let start = Instant::now();
-            let (status, body) = server.post("/sandboxes/bench-0/exec", json!({"command": "true"})).await;
+            let (status, body) = server
+                .post("/sandboxes/bench-0/exec", json!({"command": "true"}))
+                .await;
             exec.push(start.elapsed());
             assert_eq!((status, body["exitCode"].as_i64()), (200, Some(0)));
         }
@@ -102,17 +146,37 @@ fn main() {
         let ratio = floor
             .map(|(f, what)| format!("{:.2}× {what}", percentile(samples, 0.5) / f))
             .unwrap_or_else(|| "floor".into());
-        println!("| {name} | {:.2} | {:.2} | {ratio} |", percentile(samples, 0.5), percentile(samples, 0.95));
+        println!(
+            "| {name} | {:.2} | {:.2} | {ratio} |",
+            percentile(samples, 0.5),
+            percentile(samples, 0.95)
+        );
     };
     row("fork+exec `true`", &fork_exec, None);
     row("bwrap --unshare-all … true", &bwrap_true, None);
     row("bwrap + process reporting ready", &bwrap_ready, None);
-    row("REST create → Running", &create, Some((floor_ready, "bwrap+ready")));
-    row("REST exec `true` round trip", &exec, Some((fork, "fork+exec")));
+    row(
+        "REST create → Running",
+        &create,
+        Some((floor_ready, "bwrap+ready")),
+    );
+    row(
+        "REST exec `true` round trip",
+        &exec,
+        Some((fork, "fork+exec")),
+    );
     println!();
     println!(
         "runs={runs}; goals: create→Running p50 ≤ 3× bwrap+ready ({}), exec p50 < 5 ms ({})",
-        if percentile(&create, 0.5) <= 3.0 * floor_ready { "met" } else { "NOT met" },
-        if percentile(&exec, 0.5) < 5.0 { "met" } else { "NOT met" }
+        if percentile(&create, 0.5) <= 3.0 * floor_ready {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if percentile(&exec, 0.5) < 5.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }
