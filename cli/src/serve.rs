@@ -31,7 +31,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         SqliteStore::open(&data_dir.join("state.db")).context("cannot open the state database")?,
     );
     seed_default_templates(store.as_ref()).await?;
-    let admin_key = bootstrap_admin_key(store.as_ref()).await?;
 
     let runtime: Arc<dyn Runtime> = match args.runtime {
         RuntimeKind::Local => {
@@ -60,6 +59,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen_addr))?;
     let address = listener.local_addr()?;
+    // Minted only once everything is up, so a failed first start never swallows the key.
+    let admin_key = bootstrap_admin_key(store.as_ref()).await?;
     print_banner(
         &address.to_string(),
         &data_dir,
@@ -104,8 +105,15 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Creates the default ClusterSandboxTemplates that do not exist yet; never overwrites edits.
+/// The settings key recording that the default templates were created.
+const DEFAULTS_SEEDED_SETTING: &str = "default_templates_seeded";
+
+/// Creates the default ClusterSandboxTemplates on the first start only, so an admin's edits and
+/// deletions stick.
 async fn seed_default_templates(store: &SqliteStore) -> Result<()> {
+    if store.get_setting(DEFAULTS_SEEDED_SETTING).await?.is_some() {
+        return Ok(());
+    }
     for template in agenttier_crds::defaults::default_cluster_templates() {
         match store.create_obj::<ClusterSandboxTemplate>(&template).await {
             Ok(_) => tracing::info!(template = %template.name_any(), "created default template"),
@@ -113,6 +121,7 @@ async fn seed_default_templates(store: &SqliteStore) -> Result<()> {
             Err(e) => return Err(e).context("cannot create the default templates"),
         }
     }
+    store.put_setting(DEFAULTS_SEEDED_SETTING, "true").await?;
     Ok(())
 }
 
@@ -136,7 +145,6 @@ fn print_banner(
 ) {
     println!("AgentTier is running.");
     println!("  API:  http://{address}/api/v1");
-    println!("  UI:   http://{address}/");
     println!("  Data: {}", data_dir.display());
     if dev_auth {
         println!(

@@ -10,6 +10,9 @@ pub mod routes;
 pub mod state;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

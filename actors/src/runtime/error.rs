@@ -1,5 +1,5 @@
-//! Runtime errors, split by whether retrying can help: the sandbox actor restarts on transient
-//! ones and goes to Error on permanent ones.
+//! Runtime errors, split by whether retrying can help: transient ones are reported as
+//! `StartFailed` (and retried by self-healing), permanent ones as `InvalidConfig`.
 
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use super::spec::{StoreTemplates, runtime_spec};
 use super::status::{self, CONTROLLER, READY};
 use super::{SandboxKey, runtime_id};
 
-/// How often `lastActivityTimestamp` is persisted at most; activity in between is kept in memory.
+/// How often `lastActivityTimestamp` is persisted at most; finer-grained activity is not recorded.
 const ACTIVITY_PERSIST_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The actor of one sandbox.
