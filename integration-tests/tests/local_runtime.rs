@@ -20,10 +20,10 @@ const SANDBOX_UID: u32 = 61000;
 
 /// The agent binary: `AGENTTIER_BIN`, else the workspace's debug build.
 fn agent_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("AGENTTIER_BIN") {
-        return PathBuf::from(path);
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agenttier");
+    let path = std::env::var_os("AGENTTIER_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agenttier"),
+        PathBuf::from,
+    );
     assert!(
         path.is_file(),
         "the agent binary {} does not exist: run `cargo build -p agenttier` first (or point \
@@ -564,6 +564,75 @@ async fn a_restarted_server_readopts_running_sandboxes() {
     second.remove(&id).await.unwrap();
 }
 
+/// Environment variable that turns [`child_server_starts_a_sandbox`] into the server half of
+/// [`sandboxes_survive_a_killed_server`]: `<data dir>|<sandbox id>`.
+const CHILD_SERVER_ENV: &str = "AGENTTIER_TEST_CHILD_SERVER";
+
+/// Does nothing when run as a test; run by [`sandboxes_survive_a_killed_server`] as a separate
+/// "server" process that starts a sandbox and then waits to be killed.
+#[tokio::test]
+async fn child_server_starts_a_sandbox() {
+    let Ok(job) = std::env::var(CHILD_SERVER_ENV) else {
+        return;
+    };
+    let (data, id) = job.split_once('|').unwrap();
+    let runtime = LocalRuntime::new(LocalRuntimeConfig::new(data, agent_binary())).unwrap();
+    let id = SandboxId(id.to_owned());
+    runtime.prepare(&id, WorkspaceSeed::Empty).await.unwrap();
+    runtime.start(&id, &spec()).await.unwrap();
+    runtime
+        .exec(&id, request("echo before-the-crash > f"))
+        .await
+        .unwrap();
+    println!("STARTED");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[tokio::test]
+async fn sandboxes_survive_a_killed_server() {
+    use std::io::BufRead;
+    let h = Harness::new();
+    let id = unique_id("survive");
+    h.created.lock().unwrap().push(id.clone());
+    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_server_starts_a_sandbox",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            CHILD_SERVER_ENV,
+            format!("{}|{}", h.data.path().display(), id.0),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let started = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("STARTED"))
+    })
+    .await
+    .unwrap();
+    assert!(started, "the child server did not start its sandbox");
+    server.kill().unwrap(); // SIGKILL: no cleanup runs in the "server".
+    server.wait().unwrap();
+
+    // A new server on the same data directory finds the sandbox still running.
+    let instance = match h.rt().probe(&id).await.unwrap() {
+        Liveness::Alive(instance) => instance,
+        Liveness::Gone => panic!("the sandbox died with its server"),
+    };
+    assert_eq!(h.ok(&id, "cat f").await, "before-the-crash\n");
+    h.rt().stop(&id).await.unwrap();
+    assert!(!host_process_alive(pid_of(&instance.pod_name)));
+    assert_eq!(h.rt().probe(&id).await.unwrap(), Liveness::Gone);
+    h.rt().remove(&id).await.unwrap();
+}
+
 #[tokio::test]
 async fn remove_deletes_every_trace() {
     let h = Harness::new();
@@ -642,4 +711,66 @@ async fn a_broken_agent_fails_the_start_with_its_log() {
         assert!(!dir.exists(), "{} removed", dir.display());
     }
     rt.remove(&id).await.unwrap();
+}
+
+/// A minimal root filesystem: `sh` and `cat` with the libraries they and the agent load, found
+/// with `ldd`, at the same paths as on the host, plus a marker file.
+fn tiny_rootfs(dir: &Path) {
+    let binaries = [Path::new("/bin/sh"), Path::new("/bin/cat"), &agent_binary()];
+    let mut files: Vec<PathBuf> = vec![
+        "/bin/sh".into(),
+        "/bin/cat".into(),
+        "/etc/ld.so.cache".into(),
+    ];
+    for binary in binaries {
+        let out = std::process::Command::new("ldd")
+            .arg(binary)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        files.extend(
+            text.split_whitespace()
+                .filter(|w| w.starts_with('/'))
+                .map(PathBuf::from),
+        );
+    }
+    for file in files {
+        let target = dir.join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &target).unwrap();
+    }
+    std::fs::write(dir.join("etc/image-marker"), "tiny\n").unwrap();
+}
+
+#[tokio::test]
+async fn an_image_directory_is_the_root_filesystem() {
+    let h = Harness::new();
+    let image = h.data.path().join("images/tiny");
+    tiny_rootfs(&image);
+    let spec = RuntimeSpec {
+        image: Some(image.display().to_string()),
+        ..spec()
+    };
+    let id = h.start("image", &spec).await;
+    assert_eq!(h.ok(&id, "cat /etc/image-marker").await, "tiny\n");
+    // The host's /usr is not there; the image's files are read-only.
+    assert_eq!(h.ok(&id, "test -e /usr/bin/bwrap; echo $?").await, "1\n");
+    let out = h.sh(&id, "echo x > /etc/image-marker").await;
+    assert_ne!(out.exit_code, 0, "{out:?}");
+    h.ok(&id, "echo ok > /workspace/f && cat /workspace/f")
+        .await;
+
+    // An image that is not a directory (a container reference) falls back to the host's /usr.
+    let other = h
+        .start(
+            "image-ref",
+            &RuntimeSpec {
+                image: Some("python:3.12".into()),
+                ..spec
+            },
+        )
+        .await;
+    assert_eq!(h.ok(&other, "test -e /usr/bin/env; echo $?").await, "0\n");
+    h.rt().remove(&id).await.unwrap();
+    h.rt().remove(&other).await.unwrap();
 }

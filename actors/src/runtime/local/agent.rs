@@ -40,7 +40,11 @@ impl Options {
         let mut options = Self::default();
         let mut args = args.iter();
         while let Some(flag) = args.next() {
-            let mut value = || args.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+            let mut value = || {
+                args.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
             match flag.as_str() {
                 "--listen-fd" => {
                     let v = value()?;
@@ -138,15 +142,36 @@ async fn handle(mut stream: UnixStream, workdir: std::sync::Arc<str>) {
         Ok(Some(request)) => request,
         Ok(None) => return,
         Err(e) => {
-            let _ = write_frame(&mut stream, &Response::Error { message: e.to_string() }).await;
+            let _ = write_frame(
+                &mut stream,
+                &Response::Error {
+                    message: e.to_string(),
+                },
+            )
+            .await;
             return;
         }
     };
     let response = match request {
-        Request::Ping => Response::Pong { pid: std::process::id() },
-        Request::Exec { command, timeout_ms, env, working_dir, stdin } => {
+        Request::Ping => Response::Pong {
+            pid: std::process::id(),
+        },
+        Request::Exec {
+            command,
+            timeout_ms,
+            env,
+            working_dir,
+            stdin,
+        } => {
             let dir = working_dir.as_deref().unwrap_or(&workdir);
-            exec(&command, Duration::from_millis(timeout_ms), &env, dir, stdin).await
+            exec(
+                &command,
+                Duration::from_millis(timeout_ms),
+                &env,
+                dir,
+                stdin,
+            )
+            .await
         }
     };
     if let Err(e) = write_frame(&mut stream, &response).await {
@@ -168,7 +193,8 @@ impl Capture {
         if chunk.len() > room {
             self.truncated = true;
         }
-        self.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        self.bytes
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
 
     /// The output as lossy UTF-8, still within the cap (replacement characters can grow it).
@@ -211,16 +237,24 @@ async fn exec(
         .arg(command)
         .current_dir(dir)
         .envs(env)
-        .stdin(if stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdin(if stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    spawn::reset_oom_score_adj(&mut cmd);
+    spawn::raise_oom_score_adj(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
             // Like a shell: 127 when something is missing (the directory, /bin/sh), else 126.
-            let exit_code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let exit_code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             return Response::ExecResult {
                 stdout: String::new(),
                 stderr: format!("agenttier: cannot run the command in {dir}: {e}\n"),
@@ -231,7 +265,8 @@ async fn exec(
         }
     };
     let pgid = child.id().and_then(|id| i32::try_from(id).ok());
-    let (stdout, stderr, stdin_pipe) = (child.stdout.take(), child.stderr.take(), child.stdin.take());
+    let (stdout, stderr, stdin_pipe) =
+        (child.stdout.take(), child.stderr.take(), child.stdin.take());
     let deadline = tokio::time::Instant::now() + timeout;
     let mut out = Capture::default();
     let mut err = Capture::default();
@@ -271,11 +306,19 @@ async fn exec(
     };
 
     let (exit_code, timed_out) = match status {
-        Ok(Some(status)) => {
-            (status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1), false)
-        }
+        Ok(Some(status)) => (
+            status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(-1),
+            false,
+        ),
         Ok(None) => (TIMEOUT_EXIT, true),
-        Err(e) => return Response::Error { message: format!("waiting for the command: {e}") },
+        Err(e) => {
+            return Response::Error {
+                message: format!("waiting for the command: {e}"),
+            };
+        }
     };
     let (stdout, out_truncated) = out.into_string();
     let (stderr, err_truncated) = err.into_string();
@@ -320,12 +363,21 @@ mod tests {
         let mut bin = Capture::default();
         bin.push(&vec![0xff; EXEC_OUTPUT_CAP]);
         let (s, truncated) = bin.into_string();
-        assert!(s.len() <= EXEC_OUTPUT_CAP && truncated, "replacement chars stay within the cap");
+        assert!(
+            s.len() <= EXEC_OUTPUT_CAP && truncated,
+            "replacement chars stay within the cap"
+        );
     }
 
     async fn run_exec(command: &str, timeout_ms: u64, stdin: &[u8]) -> Response {
-        exec(command, Duration::from_millis(timeout_ms), &BTreeMap::new(), "/", stdin.to_vec())
-            .await
+        exec(
+            command,
+            Duration::from_millis(timeout_ms),
+            &BTreeMap::new(),
+            "/",
+            stdin.to_vec(),
+        )
+        .await
     }
 
     #[tokio::test]
@@ -342,7 +394,10 @@ mod tests {
             }
         );
         let r = run_exec("kill -TERM $$", 10_000, b"").await;
-        assert!(matches!(r, Response::ExecResult { exit_code: 143, .. }), "{r:?}");
+        assert!(
+            matches!(r, Response::ExecResult { exit_code: 143, .. }),
+            "{r:?}"
+        );
     }
 
     #[tokio::test]
@@ -360,7 +415,12 @@ mod tests {
     async fn exec_keeps_draining_past_the_cap() {
         let r = run_exec("head -c 3000000 /dev/zero | tr '\\0' x", 20_000, b"").await;
         match r {
-            Response::ExecResult { stdout, exit_code, truncated, .. } => {
+            Response::ExecResult {
+                stdout,
+                exit_code,
+                truncated,
+                ..
+            } => {
                 assert_eq!(exit_code, 0);
                 assert!(truncated);
                 assert_eq!(stdout.len(), EXEC_OUTPUT_CAP);
@@ -374,13 +434,24 @@ mod tests {
         let started = std::time::Instant::now();
         let r = run_exec("sleep 5 & echo started", 10_000, b"").await;
         assert!(started.elapsed() < Duration::from_secs(3));
-        assert!(matches!(&r, Response::ExecResult { stdout, exit_code: 0, .. } if stdout == "started\n"));
+        assert!(
+            matches!(&r, Response::ExecResult { stdout, exit_code: 0, .. } if stdout == "started\n")
+        );
     }
 
     #[tokio::test]
     async fn missing_working_dir_is_a_failed_command() {
-        let r = exec("true", Duration::from_secs(5), &BTreeMap::new(), "/nonexistent", Vec::new())
-            .await;
-        assert!(matches!(r, Response::ExecResult { exit_code: 127, .. }), "{r:?}");
+        let r = exec(
+            "true",
+            Duration::from_secs(5),
+            &BTreeMap::new(),
+            "/nonexistent",
+            Vec::new(),
+        )
+        .await;
+        assert!(
+            matches!(r, Response::ExecResult { exit_code: 127, .. }),
+            "{r:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::runtime::{Result, RuntimeError};
@@ -21,7 +22,9 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub const DEFAULT_MOUNT_PATH: &str = "/workspace";
 
 /// Top-level host directories a sandbox gets read-only; everything else of the host is absent.
-const HOST_ENTRIES: &[&str] = &["usr", "etc", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+const HOST_ENTRIES: &[&str] = &[
+    "usr", "etc", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
+];
 /// Top-level entries of an image rootfs that the sandbox gets fresh instead (proc, dev, tmpfs).
 const IMAGE_SKIPPED: &[&str] = &["proc", "dev", "sys", "tmp", "run"];
 /// Paths a workspace may not be mounted on or under: bubblewrap or the agent own them.
@@ -77,7 +80,10 @@ impl RootFs {
             if entry.file_type()?.is_symlink() {
                 let target = std::fs::read_link(entry.path())?;
                 if let Some(target) = target.to_str() {
-                    entries.push(RootEntry::Symlink { name, target: target.to_owned() });
+                    entries.push(RootEntry::Symlink {
+                        name,
+                        target: target.to_owned(),
+                    });
                 }
             } else {
                 entries.push(RootEntry::Bind(name));
@@ -85,7 +91,10 @@ impl RootFs {
         }
         // Deterministic order keeps the command line stable across runs and in logs.
         entries.sort_by(|a, b| entry_name(a).cmp(entry_name(b)));
-        Ok(Self { source: dir.to_path_buf(), entries })
+        Ok(Self {
+            source: dir.to_path_buf(),
+            entries,
+        })
     }
 }
 
@@ -123,7 +132,11 @@ pub struct BwrapPlan<'a> {
 /// The spec's mount path, defaulted and checked: absolute, normalized, not `/` and not on a path
 /// that bubblewrap or the agent own.
 pub fn mount_path(spec_value: &str) -> Result<String> {
-    let value = if spec_value.is_empty() { DEFAULT_MOUNT_PATH } else { spec_value };
+    let value = if spec_value.is_empty() {
+        DEFAULT_MOUNT_PATH
+    } else {
+        spec_value
+    };
     let value = value.trim_end_matches('/');
     check_absolute("mount path", value)?;
     for reserved in RESERVED_MOUNTS {
@@ -148,7 +161,10 @@ pub fn working_dir(spec_value: &str, mount_path: &str) -> Result<String> {
 fn check_absolute(what: &str, value: &str) -> Result<()> {
     let path = Path::new(value);
     let normal = path.is_absolute()
-        && path.components().skip(1).all(|c| matches!(c, Component::Normal(_)))
+        && path
+            .components()
+            .skip(1)
+            .all(|c| matches!(c, Component::Normal(_)))
         && path.components().count() > 1
         && !value.contains('\0');
     if normal {
@@ -172,19 +188,53 @@ pub fn environment(
     ]);
     for (key, value) in extra {
         if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
-            return Err(RuntimeError::InvalidSpec(format!("invalid environment variable {key:?}")));
+            return Err(RuntimeError::InvalidSpec(format!(
+                "invalid environment variable {key:?}"
+            )));
         }
         env.insert(key.clone(), value.clone());
     }
     Ok(env)
 }
 
-/// The bubblewrap arguments (without the `bwrap` program itself).
-pub fn args(plan: &BwrapPlan<'_>) -> Result<Vec<OsString>> {
+/// The bubblewrap command line, split in two: the options (namespaces, mounts, environment),
+/// which are passed through a file descriptor (`--args`) so the environment, which may hold
+/// secrets, never shows in `ps`; and the command, which stays on the visible command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BwrapArgs {
+    /// Everything before the command.
+    pub options: Vec<OsString>,
+    /// The agent and its arguments.
+    pub command: Vec<OsString>,
+}
+
+impl BwrapArgs {
+    /// The options as `--args` reads them: each followed by a NUL byte.
+    pub fn encoded_options(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for option in &self.options {
+            bytes.extend_from_slice(option.as_bytes());
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    /// The visible command line when the options are readable from `args_fd`.
+    pub fn command_line(&self, args_fd: RawFd) -> Vec<OsString> {
+        let mut line: Vec<OsString> = vec!["--args".into(), args_fd.to_string().into()];
+        line.extend(self.command.iter().cloned());
+        line
+    }
+}
+
+/// The bubblewrap arguments for `plan`.
+pub fn args(plan: &BwrapPlan<'_>) -> Result<BwrapArgs> {
     let mut a = Args::default();
     // All namespaces (user, ipc, pid, net, uts, cgroup); --unshare-user is implied but stated so
     // --disable-userns (no nested user namespaces, so no regained capabilities) is accepted.
-    a.flag("--unshare-all").flag("--unshare-user").flag("--disable-userns");
+    a.flag("--unshare-all")
+        .flag("--unshare-user")
+        .flag("--disable-userns");
     if plan.allow_internet {
         a.flag("--share-net");
     }
@@ -195,14 +245,21 @@ pub fn args(plan: &BwrapPlan<'_>) -> Result<Vec<OsString>> {
     for entry in &plan.root.entries {
         match entry {
             RootEntry::Bind(name) => {
-                a.flag("--ro-bind").path(&plan.root.source.join(name)).arg(&format!("/{name}"));
+                a.flag("--ro-bind")
+                    .path(&plan.root.source.join(name))
+                    .arg(&format!("/{name}"));
             }
             RootEntry::Symlink { name, target } => {
                 a.flag("--symlink").arg(target).arg(&format!("/{name}"));
             }
         }
     }
-    a.flag("--proc").arg("/proc").flag("--dev").arg("/dev").flag("--tmpfs").arg("/tmp");
+    a.flag("--proc")
+        .arg("/proc")
+        .flag("--dev")
+        .arg("/dev")
+        .flag("--tmpfs")
+        .arg("/tmp");
     a.flag("--bind").path(plan.workspace).arg(plan.mount_path);
     a.flag("--ro-bind").path(plan.run_dir).arg(INNER_RUN_DIR);
     a.flag("--ro-bind").path(plan.agent_binary).arg(INNER_AGENT);
@@ -217,10 +274,14 @@ pub fn args(plan: &BwrapPlan<'_>) -> Result<Vec<OsString>> {
         a.flag("--setenv").arg(&key).arg(&value);
     }
 
-    a.arg(INNER_AGENT).arg("__agent");
-    a.flag("--listen-fd").arg(&plan.listen_fd.to_string());
-    a.flag("--workdir").arg(plan.working_dir);
-    Ok(a.0)
+    let mut command = Args::default();
+    command.arg(INNER_AGENT).arg("__agent");
+    command.flag("--listen-fd").arg(&plan.listen_fd.to_string());
+    command.flag("--workdir").arg(plan.working_dir);
+    Ok(BwrapArgs {
+        options: a.0,
+        command: command.0,
+    })
 }
 
 #[derive(Default)]
@@ -250,9 +311,15 @@ mod tests {
         RootFs {
             source: PathBuf::from("/"),
             entries: vec![
-                RootEntry::Symlink { name: "bin".into(), target: "usr/bin".into() },
+                RootEntry::Symlink {
+                    name: "bin".into(),
+                    target: "usr/bin".into(),
+                },
                 RootEntry::Bind("etc".into()),
-                RootEntry::Symlink { name: "lib".into(), target: "usr/lib".into() },
+                RootEntry::Symlink {
+                    name: "lib".into(),
+                    target: "usr/lib".into(),
+                },
                 RootEntry::Bind("usr".into()),
             ],
         }
@@ -272,12 +339,18 @@ mod tests {
             info_fd: 7,
             listen_fd: 8,
         };
-        args(&plan).unwrap().into_iter().map(|s| s.into_string().unwrap()).collect()
+        let args = args(&plan).unwrap();
+        args.options
+            .into_iter()
+            .chain(args.command)
+            .map(|s| s.into_string().unwrap())
+            .collect()
     }
 
     /// True when `needle` appears as consecutive arguments.
     fn has(args: &[String], needle: &[&str]) -> bool {
-        args.windows(needle.len()).any(|w| w.iter().zip(needle).all(|(a, b)| a == b))
+        args.windows(needle.len())
+            .any(|w| w.iter().zip(needle).all(|(a, b)| a == b))
     }
 
     #[test]
@@ -286,7 +359,10 @@ mod tests {
         assert_eq!(a[0], "--unshare-all");
         assert!(has(&a, &["--disable-userns"]));
         assert!(!a.contains(&"--share-net".to_string()));
-        assert!(!a.contains(&"--die-with-parent".to_string()), "sandboxes outlive the server");
+        assert!(
+            !a.contains(&"--die-with-parent".to_string()),
+            "sandboxes outlive the server"
+        );
         assert!(has(&a, &["--uid", "1000", "--gid", "1000"]));
         assert!(has(&a, &["--cap-drop", "ALL"]));
         assert!(has(&a, &["--hostname", "sandbox"]));
@@ -299,10 +375,22 @@ mod tests {
         assert!(has(&a, &["--ro-bind", "/usr", "/usr"]));
         assert!(has(&a, &["--ro-bind", "/etc", "/etc"]));
         assert!(has(&a, &["--symlink", "usr/lib", "/lib"]));
-        assert!(has(&a, &["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]));
-        assert!(has(&a, &["--bind", "/data/sandboxes/x/workspace", "/workspace"]));
-        assert!(has(&a, &["--ro-bind", "/data/sandboxes/x/run", "/run/agenttier"]));
-        assert!(has(&a, &["--ro-bind", "/usr/local/bin/agenttier", "/.agenttier/agent"]));
+        assert!(has(
+            &a,
+            &["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        ));
+        assert!(has(
+            &a,
+            &["--bind", "/data/sandboxes/x/workspace", "/workspace"]
+        ));
+        assert!(has(
+            &a,
+            &["--ro-bind", "/data/sandboxes/x/run", "/run/agenttier"]
+        ));
+        assert!(has(
+            &a,
+            &["--ro-bind", "/usr/local/bin/agenttier", "/.agenttier/agent"]
+        ));
         assert!(has(&a, &["--chdir", "/workspace"]));
         // The only writable bind is the workspace.
         assert_eq!(a.iter().filter(|s| *s == "--bind").count(), 1);
@@ -314,8 +402,58 @@ mod tests {
         let tail: Vec<&str> = a[a.len() - 6..].iter().map(String::as_str).collect();
         assert_eq!(
             tail,
-            ["/.agenttier/agent", "__agent", "--listen-fd", "8", "--workdir", "/workspace/src"]
+            [
+                "/.agenttier/agent",
+                "__agent",
+                "--listen-fd",
+                "8",
+                "--workdir",
+                "/workspace/src"
+            ]
         );
+    }
+
+    #[test]
+    fn options_go_through_a_descriptor_and_the_command_stays_visible() {
+        let root = host_root();
+        let env = BTreeMap::from([("API_KEY".to_string(), "s3cret".to_string())]);
+        let plan = BwrapPlan {
+            root: &root,
+            workspace: Path::new("/w"),
+            run_dir: Path::new("/r"),
+            agent_binary: Path::new("/a"),
+            mount_path: "/workspace",
+            working_dir: "/workspace",
+            env: &env,
+            allow_internet: false,
+            info_fd: 3,
+            listen_fd: 4,
+        };
+        let args = args(&plan).unwrap();
+        let line: Vec<String> = args
+            .command_line(9)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            line,
+            [
+                "--args",
+                "9",
+                "/.agenttier/agent",
+                "__agent",
+                "--listen-fd",
+                "4",
+                "--workdir",
+                "/workspace"
+            ]
+        );
+        assert!(!line.iter().any(|a| a.contains("s3cret")));
+        let encoded = args.encoded_options();
+        assert!(encoded.ends_with(b"\0"));
+        let fields: Vec<&[u8]> = encoded[..encoded.len() - 1].split(|b| *b == 0).collect();
+        assert_eq!(fields.len(), args.options.len());
+        assert!(fields.contains(&&b"s3cret"[..]));
     }
 
     #[test]
@@ -329,7 +467,10 @@ mod tests {
         let first_set = a.iter().position(|s| s == "--setenv").unwrap();
         assert!(clear < first_set);
         assert!(has(&a, &["--setenv", "FOO", "bar baz"]));
-        assert!(has(&a, &["--setenv", "PATH", "/opt/bin"]), "spec env overrides defaults");
+        assert!(
+            has(&a, &["--setenv", "PATH", "/opt/bin"]),
+            "spec env overrides defaults"
+        );
         assert!(has(&a, &["--setenv", "HOME", "/workspace"]));
         assert!(has(&a, &["--setenv", "TERM", "xterm-256color"]));
         assert_eq!(a.iter().filter(|s| *s == "PATH").count(), 1);
@@ -338,7 +479,15 @@ mod tests {
     #[test]
     fn internet_is_opt_in() {
         let a = build(&BTreeMap::new(), true);
-        assert!(has(&a, &["--unshare-all", "--unshare-user", "--disable-userns", "--share-net"]));
+        assert!(has(
+            &a,
+            &[
+                "--unshare-all",
+                "--unshare-user",
+                "--disable-userns",
+                "--share-net"
+            ]
+        ));
     }
 
     #[test]
@@ -364,7 +513,15 @@ mod tests {
     fn mount_path_is_defaulted_and_checked() {
         assert_eq!(mount_path("").unwrap(), "/workspace");
         assert_eq!(mount_path("/home/user/").unwrap(), "/home/user");
-        for bad in ["/", "relative", "/a/../b", "/proc/x", "/dev", "/run/agenttier", "/.agenttier"] {
+        for bad in [
+            "/",
+            "relative",
+            "/a/../b",
+            "/proc/x",
+            "/dev",
+            "/run/agenttier",
+            "/.agenttier",
+        ] {
             assert!(mount_path(bad).is_err(), "{bad}");
         }
         assert_eq!(working_dir("", "/workspace").unwrap(), "/workspace");
@@ -382,7 +539,10 @@ mod tests {
         assert_eq!(
             root.entries,
             vec![
-                RootEntry::Symlink { name: "bin".into(), target: "usr/bin".into() },
+                RootEntry::Symlink {
+                    name: "bin".into(),
+                    target: "usr/bin".into()
+                },
                 RootEntry::Bind("etc".into()),
                 RootEntry::Bind("home".into()),
                 RootEntry::Bind("usr".into()),

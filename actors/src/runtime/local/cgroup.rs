@@ -152,7 +152,10 @@ impl SandboxCgroup {
     /// an [`RuntimeError::InvalidSpec`]: running without it would silently break the promise.
     /// CPU and process limits that cannot be applied are logged.
     pub fn create(&self, limits: &Limits) -> Result<()> {
-        let has_memory = self.dirs.iter().any(|(c, _)| matches!(c, Controller::Memory | Controller::Unified));
+        let has_memory = self
+            .dirs
+            .iter()
+            .any(|(c, _)| matches!(c, Controller::Memory | Controller::Unified));
         if limits.memory_bytes.is_some() && !has_memory {
             return Err(RuntimeError::InvalidSpec(
                 "a memory limit was requested but this machine has no memory cgroup controller"
@@ -197,7 +200,11 @@ impl SandboxCgroup {
             .dirs
             .iter()
             .filter_map(|(_, dir)| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
-            .flat_map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
             .collect();
         pids.sort_unstable();
         pids.dedup();
@@ -238,13 +245,20 @@ fn create_dir(dir: &Path) -> Result<()> {
     match std::fs::create_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(RuntimeError::io(format!("creating cgroup {}", dir.display()), e)),
+        Err(e) => Err(RuntimeError::io(
+            format!("creating cgroup {}", dir.display()),
+            e,
+        )),
     }
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
-    std::fs::write(dir.join(file), value)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("writing {value:?} to {}/{file}: {e}", dir.display())))
+    std::fs::write(dir.join(file), value).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("writing {value:?} to {}/{file}: {e}", dir.display()),
+        )
+    })
 }
 
 /// Logs a limit that could not be applied; the sandbox still runs.
@@ -290,7 +304,9 @@ fn apply_cpu_v1(dir: &Path, millis: Option<u64>) -> std::io::Result<()> {
 }
 
 fn apply_v2(dir: &Path, limits: &Limits) -> Result<()> {
-    let memory = limits.memory_bytes.map_or_else(|| "max".to_owned(), |b| b.to_string());
+    let memory = limits
+        .memory_bytes
+        .map_or_else(|| "max".to_owned(), |b| b.to_string());
     match (write(dir, "memory.max", &memory), limits.memory_bytes) {
         (Err(e), Some(_)) => return Err(memory_error(e)),
         (Err(e), None) => soft(dir, Err(e)),
@@ -308,10 +324,14 @@ fn apply_v2(dir: &Path, limits: &Limits) -> Result<()> {
 /// (the hierarchy's root), as far as they are available.
 fn enable_controllers(dir: &Path) {
     for level in [dir.parent(), Some(dir)].into_iter().flatten() {
-        let available = std::fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
+        let available =
+            std::fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
         for controller in ["memory", "cpu", "pids"] {
             if available.split_whitespace().any(|c| c == controller) {
-                soft(level, write(level, "cgroup.subtree_control", &format!("+{controller}")));
+                soft(
+                    level,
+                    write(level, "cgroup.subtree_control", &format!("+{controller}")),
+                );
             }
         }
     }
@@ -369,9 +389,17 @@ mod tests {
     fn detects_v2_with_controllers_and_none_without_anything() {
         let base = fake_base(&[], Some("cpu memory pids"));
         let support = CgroupSupport::detect_in(base.path());
-        assert_eq!(support, CgroupSupport::V2 { root: base.path().join("unified") });
+        assert_eq!(
+            support,
+            CgroupSupport::V2 {
+                root: base.path().join("unified")
+            }
+        );
         let cg = SandboxCgroup::locate(&support, "agenttier", "sb1");
-        assert_eq!(cg.dirs().collect::<Vec<_>>(), [base.path().join("unified/agenttier/sb1")]);
+        assert_eq!(
+            cg.dirs().collect::<Vec<_>>(),
+            [base.path().join("unified/agenttier/sb1")]
+        );
 
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(CgroupSupport::detect_in(empty.path()), CgroupSupport::None);
@@ -380,9 +408,19 @@ mod tests {
     #[test]
     fn memory_limit_without_a_memory_controller_is_invalid() {
         let cg = SandboxCgroup::locate(&CgroupSupport::None, "agenttier", "x");
-        let limits = Limits { memory_bytes: Some(64 << 20), cpu_millis: None, pids: 10 };
-        assert!(matches!(cg.create(&limits), Err(RuntimeError::InvalidSpec(_))));
-        let unlimited = Limits { memory_bytes: None, ..limits };
+        let limits = Limits {
+            memory_bytes: Some(64 << 20),
+            cpu_millis: None,
+            pids: 10,
+        };
+        assert!(matches!(
+            cg.create(&limits),
+            Err(RuntimeError::InvalidSpec(_))
+        ));
+        let unlimited = Limits {
+            memory_bytes: None,
+            ..limits
+        };
         cg.create(&unlimited).unwrap();
     }
 
@@ -396,11 +434,21 @@ mod tests {
         let mem = base.path().join("memory/agenttier/sb");
         std::fs::create_dir_all(&mem).unwrap();
         std::fs::write(mem.join("memory.memsw.limit_in_bytes"), "").unwrap();
-        cg.create(&Limits { memory_bytes: Some(64 << 20), cpu_millis: Some(1500), pids: 99 })
-            .unwrap();
+        cg.create(&Limits {
+            memory_bytes: Some(64 << 20),
+            cpu_millis: Some(1500),
+            pids: 99,
+        })
+        .unwrap();
         let read = |p: &str| std::fs::read_to_string(base.path().join(p)).unwrap();
-        assert_eq!(read("memory/agenttier/sb/memory.limit_in_bytes"), "67108864");
-        assert_eq!(read("memory/agenttier/sb/memory.memsw.limit_in_bytes"), "67108864");
+        assert_eq!(
+            read("memory/agenttier/sb/memory.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(
+            read("memory/agenttier/sb/memory.memsw.limit_in_bytes"),
+            "67108864"
+        );
         assert_eq!(read("cpu/agenttier/sb/cpu.cfs_quota_us"), "150000");
         assert_eq!(read("cpu/agenttier/sb/cpu.cfs_period_us"), "100000");
         assert_eq!(read("pids/agenttier/sb/pids.max"), "99");

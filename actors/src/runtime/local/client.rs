@@ -35,7 +35,9 @@ impl<'a> AgentClient<'a> {
     pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response> {
         let exchange = async {
             let mut stream = self.connect().await?;
-            write_frame(&mut stream, request).await.map_err(|e| self.agent_error(e))?;
+            write_frame(&mut stream, request)
+                .await
+                .map_err(|e| self.agent_error(e))?;
             read_frame::<_, Response>(&mut stream)
                 .await
                 .map_err(|e| self.agent_error(e))?
@@ -65,11 +67,26 @@ impl<'a> AgentClient<'a> {
             working_dir: request.working_dir,
             stdin: request.stdin,
         };
-        match self.call(&wire, timeout.saturating_add(EXEC_REPLY_GRACE)).await? {
-            Response::ExecResult { mut stdout, mut stderr, exit_code, timed_out, mut truncated } => {
+        match self
+            .call(&wire, timeout.saturating_add(EXEC_REPLY_GRACE))
+            .await?
+        {
+            Response::ExecResult {
+                mut stdout,
+                mut stderr,
+                exit_code,
+                timed_out,
+                mut truncated,
+            } => {
                 // The agent lives inside the sandbox and is not trusted to respect the cap.
                 truncated |= cap(&mut stdout) | cap(&mut stderr);
-                Ok(ExecOutput { stdout, stderr, exit_code, timed_out, truncated })
+                Ok(ExecOutput {
+                    stdout,
+                    stderr,
+                    exit_code,
+                    timed_out,
+                    truncated,
+                })
             }
             Response::Error { message } => Err(self.agent_error(message)),
             other => Err(self.unexpected(&other)),
@@ -101,7 +118,10 @@ impl<'a> AgentClient<'a> {
     }
 
     fn agent_error(&self, detail: impl std::fmt::Display) -> RuntimeError {
-        RuntimeError::Agent { id: self.id.to_owned(), detail: detail.to_string() }
+        RuntimeError::Agent {
+            id: self.id.to_owned(),
+            detail: detail.to_string(),
+        }
     }
 
     fn unexpected(&self, response: &Response) -> RuntimeError {
@@ -124,10 +144,18 @@ pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
 /// that names the socket while the handle is open.
 fn proc_path(path: &Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad socket path"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "bad socket path",
+        ));
     };
-    let dir = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(dir)?;
-    let short = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
     Ok((dir, short))
 }
 
@@ -185,9 +213,14 @@ mod tests {
             let (mut conn, _) = listener.accept().await.unwrap();
             let req: Request = read_frame(&mut conn).await.unwrap().unwrap();
             assert_eq!(req, Request::Ping);
-            write_frame(&mut conn, &Response::Pong { pid: 2 }).await.unwrap();
+            write_frame(&mut conn, &Response::Pong { pid: 2 })
+                .await
+                .unwrap();
         });
-        AgentClient::new("x", &socket).ping(Duration::from_secs(5)).await.unwrap();
+        AgentClient::new("x", &socket)
+            .ping(Duration::from_secs(5))
+            .await
+            .unwrap();
         server.await.unwrap();
     }
 }

@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The host uid and gid sandboxes run as unless configured otherwise: high enough to stay clear
-/// of distribution and login users.
-pub const DEFAULT_SANDBOX_ID: u32 = 61000;
+/// The host uid sandboxes run as unless configured otherwise: high enough to stay clear of
+/// distribution and login users.
+pub const DEFAULT_SANDBOX_UID: u32 = 61000;
+/// The host gid sandboxes run as unless configured otherwise.
+pub const DEFAULT_SANDBOX_GID: u32 = 61000;
 
 /// The cgroup (under each controller, or under the unified root) that holds every sandbox's own.
 pub const DEFAULT_CGROUP_PARENT: &str = "agenttier";
@@ -38,8 +40,8 @@ impl LocalRuntimeConfig {
         Self {
             data_dir: data_dir.into(),
             agent_binary: agent_binary.into(),
-            sandbox_uid: DEFAULT_SANDBOX_ID,
-            sandbox_gid: DEFAULT_SANDBOX_ID,
+            sandbox_uid: DEFAULT_SANDBOX_UID,
+            sandbox_gid: DEFAULT_SANDBOX_GID,
             cgroup_parent: DEFAULT_CGROUP_PARENT.to_owned(),
             start_timeout: DEFAULT_START_TIMEOUT,
         }

@@ -42,7 +42,9 @@ pub struct Layout {
 impl Layout {
     /// A layout rooted at `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
-        Self { data_dir: data_dir.to_path_buf() }
+        Self {
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     /// The directory holding one directory per sandbox.
@@ -74,7 +76,8 @@ pub fn validate_id(id: &SandboxId) -> Result<()> {
         && s.len() <= MAX_ID_LEN
         && s != "."
         && s != ".."
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -105,7 +108,10 @@ mod tests {
             assert!(validate_id(&SandboxId(bad.to_string())).is_err(), "{bad:?}");
         }
         for good in ["a", "0b1c2d3e-aaaa-bbbb-cccc-0123456789ab", "x.y_z"] {
-            assert!(validate_id(&SandboxId(good.to_string())).is_ok(), "{good:?}");
+            assert!(
+                validate_id(&SandboxId(good.to_string())).is_ok(),
+                "{good:?}"
+            );
         }
     }
 }

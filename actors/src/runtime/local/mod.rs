@@ -12,6 +12,7 @@ mod bwrap;
 mod cgroup;
 mod client;
 mod config;
+mod host;
 mod layout;
 mod process;
 mod protocol;
@@ -21,18 +22,21 @@ mod state;
 mod workspace;
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
-pub use config::{DEFAULT_CGROUP_PARENT, DEFAULT_SANDBOX_ID, DEFAULT_START_TIMEOUT, LocalRuntimeConfig};
+pub use config::{
+    DEFAULT_CGROUP_PARENT, DEFAULT_SANDBOX_GID, DEFAULT_SANDBOX_UID, DEFAULT_START_TIMEOUT,
+    LocalRuntimeConfig,
+};
 
 use super::{
-    ExecOutput, ExecRequest, Liveness, Result, Runtime, RuntimeError, RuntimeInstance,
-    RuntimeSpec, SandboxId, WorkspaceSeed,
+    ExecOutput, ExecRequest, Liveness, Result, Runtime, RuntimeError, RuntimeInstance, RuntimeSpec,
+    SandboxId, WorkspaceSeed,
 };
 use bwrap::{BwrapPlan, RootFs};
 use cgroup::{CgroupSupport, Limits, SandboxCgroup};
@@ -45,12 +49,12 @@ use state::SandboxState;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `stop` waits for killed processes to disappear.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `stop` lets bubblewrap exit by itself after its sandbox's init was killed.
+const BWRAP_EXIT_GRACE: Duration = Duration::from_millis(500);
 /// How long `stop` waits for its own child bubblewrap to be reaped once it died.
 const REAP_GRACE: Duration = Duration::from_millis(200);
 /// How much of `agent.log` start errors quote.
 const LOG_TAIL_BYTES: usize = 2048;
-/// Where to look for `bwrap` when `PATH` is unset.
-const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs sandboxes on this machine with bubblewrap.
 #[derive(Debug)]
@@ -71,7 +75,25 @@ impl LocalRuntime {
                 "the sandbox uid and gid must not be 0: sandboxes never run as root".to_owned(),
             ));
         }
-        let bwrap = find_program("bwrap").ok_or_else(|| {
+        if host::effective_uid() != Some(0) {
+            return Err(RuntimeError::InvalidSpec(
+                "the local runtime must run as root: it switches to the sandbox uid, chowns \
+                 workspaces and manages cgroups"
+                    .to_owned(),
+            ));
+        }
+        let parent = Path::new(&config.cgroup_parent);
+        if config.cgroup_parent.is_empty()
+            || !parent
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "cgroup parent {:?} must be a relative path such as \"agenttier\"",
+                config.cgroup_parent
+            )));
+        }
+        let bwrap = host::find_program("bwrap").ok_or_else(|| {
             RuntimeError::InvalidSpec(
                 "bubblewrap (`bwrap`) is not on PATH; the local runtime needs it: install the \
                  Debian/Ubuntu package `bubblewrap`"
@@ -85,24 +107,27 @@ impl LocalRuntime {
                 config.agent_binary.display()
             ))
         })?;
-        check_reachable(&config.agent_binary, 0o5, config.sandbox_uid, config.sandbox_gid)?;
+        host::check_reachable(
+            &config.agent_binary,
+            0o5,
+            config.sandbox_uid,
+            config.sandbox_gid,
+        )?;
 
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            RuntimeError::io(format!("creating {}", config.data_dir.display()), e)
-        })?;
-        config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| {
-            RuntimeError::io(format!("resolving {}", config.data_dir.display()), e)
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| RuntimeError::io(format!("creating {}", config.data_dir.display()), e))?;
+        config.data_dir = std::fs::canonicalize(&config.data_dir)
+            .map_err(|e| RuntimeError::io(format!("resolving {}", config.data_dir.display()), e))?;
         let layout = Layout::new(&config.data_dir);
         // bubblewrap runs as the sandbox uid and must traverse the data directory to reach the
         // workspaces; listing stays root-only.
-        allow_traverse(&config.data_dir)?;
+        host::allow_traverse(&config.data_dir)?;
         let sandboxes = layout.sandboxes_dir();
         std::fs::create_dir_all(&sandboxes)
             .map_err(|e| RuntimeError::io(format!("creating {}", sandboxes.display()), e))?;
         std::fs::set_permissions(&sandboxes, std::fs::Permissions::from_mode(0o711))
             .map_err(|e| RuntimeError::io(format!("chmod {}", sandboxes.display()), e))?;
-        check_reachable(&sandboxes, 0o1, config.sandbox_uid, config.sandbox_gid)?;
+        host::check_reachable(&sandboxes, 0o1, config.sandbox_uid, config.sandbox_gid)?;
 
         let cgroups = CgroupSupport::detect();
         if cgroups == CgroupSupport::None {
@@ -114,7 +139,13 @@ impl LocalRuntime {
             tracing::info!(cgroups = %cgroups.describe(), "local runtime cgroups");
         }
         let host_root = RootFs::host().map_err(|e| RuntimeError::io("inspecting /", e))?;
-        Ok(Self { config, layout, cgroups, bwrap, host_root })
+        Ok(Self {
+            config,
+            layout,
+            cgroups,
+            bwrap,
+            host_root,
+        })
     }
 
     /// The configuration in effect (paths resolved).
@@ -127,14 +158,21 @@ impl LocalRuntime {
     }
 
     /// The running instance if the recorded processes are alive and the agent answers.
-    async fn running(&self, id: &SandboxId, paths: &SandboxPaths) -> Result<Option<RuntimeInstance>> {
+    async fn running(
+        &self,
+        id: &SandboxId,
+        paths: &SandboxPaths,
+    ) -> Result<Option<RuntimeInstance>> {
         let Some(state) = state::load(&paths.state)? else {
             return Ok(None);
         };
         if !state.bwrap.is_alive() {
             return Ok(None);
         }
-        match AgentClient::new(&id.0, &paths.socket).ping(PROBE_TIMEOUT).await {
+        match AgentClient::new(&id.0, &paths.socket)
+            .ping(PROBE_TIMEOUT)
+            .await
+        {
             Ok(()) => Ok(Some(RuntimeInstance {
                 pod_name: state.pod_name(),
                 workspace: state.workspace,
@@ -149,30 +187,44 @@ impl LocalRuntime {
     /// Kills every process of the sandbox, removes its cgroups, socket and state record.
     async fn kill_everything(&self, id: &SandboxId, paths: &SandboxPaths) -> Result<()> {
         let recorded = state::load(&paths.state)?;
-        let processes: Vec<ProcessRef> =
-            recorded.iter().flat_map(|s| [s.init, Some(s.bwrap)]).flatten().collect();
-        self.kill_processes(id, &processes).await?;
+        let (init, bwrap) = recorded.map_or((None, None), |s| (s.init, Some(s.bwrap)));
+        self.kill_processes(id, init, bwrap).await?;
         remove_file(&paths.socket)?;
         state::clear(&paths.state)
     }
 
-    /// Kills `processes` (the pid-namespace init first: the kernel then ends every process in
-    /// the namespace) and then whatever is left in the sandbox's cgroups, and removes them.
-    async fn kill_processes(&self, id: &SandboxId, processes: &[ProcessRef]) -> Result<()> {
-        let cgroup = self.cgroup(id);
-        for p in processes.iter().filter(|p| p.is_alive()) {
-            let _ = spawn::kill(p.pid, libc::SIGKILL);
-        }
-        cgroup.kill_all();
+    /// Kills the sandbox's pid-namespace `init` (the kernel then ends every process in the
+    /// namespace), lets `bwrap` exit and reap it, then kills whatever is left in the sandbox's
+    /// cgroups, and removes them.
+    async fn kill_processes(
+        &self,
+        id: &SandboxId,
+        init: Option<ProcessRef>,
+        bwrap: Option<ProcessRef>,
+    ) -> Result<()> {
         let started = Instant::now();
+        if let Some(init) = init.filter(ProcessRef::is_alive) {
+            let _ = spawn::kill(init.pid, libc::SIGKILL);
+            // bubblewrap exits by itself once its child is gone; killing it at the same time
+            // would orphan the dying init to pid 1 instead of letting bubblewrap reap it.
+            while bwrap.is_some_and(|b| b.is_alive()) && started.elapsed() < BWRAP_EXIT_GRACE {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        if let Some(bwrap) = bwrap.filter(ProcessRef::is_alive) {
+            let _ = spawn::kill(bwrap.pid, libc::SIGKILL);
+        }
+        let cgroup = self.cgroup(id);
+        cgroup.kill_all();
         let deadline = started + STOP_TIMEOUT;
+        let recorded: Vec<ProcessRef> = [init, bwrap].into_iter().flatten().collect();
         loop {
             let left = cgroup.pids();
-            let recorded_alive = processes.iter().any(ProcessRef::is_alive);
+            let recorded_alive = recorded.iter().any(ProcessRef::is_alive);
             // Give this process's reaper task a moment, so a server that exits right after a
             // stop leaves no zombie behind.
             let unreaped = started.elapsed() < REAP_GRACE
-                && processes.iter().any(ProcessRef::is_unreaped_child);
+                && recorded.iter().any(ProcessRef::is_unreaped_child);
             if left.is_empty() && !recorded_alive && !unreaped {
                 break;
             }
@@ -185,7 +237,7 @@ impl LocalRuntime {
             for pid in left {
                 let _ = spawn::kill(pid, libc::SIGKILL);
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // An emptied cgroup can take a moment to become removable.
         while !cgroup.remove() {
@@ -199,8 +251,14 @@ impl LocalRuntime {
         Ok(())
     }
 
-    /// Spawns the sandbox and waits for its agent; on failure nothing of it is left running.
-    async fn launch(&self, id: &SandboxId, paths: &SandboxPaths, spec: &RuntimeSpec) -> Result<SandboxState> {
+    /// Checks the spec, creates the cgroups, the listening socket, the info pipe and the options
+    /// file, and spawns bubblewrap; returns the child and the read end of its info pipe.
+    fn spawn_bwrap(
+        &self,
+        cgroup: &SandboxCgroup,
+        paths: &SandboxPaths,
+        spec: &RuntimeSpec,
+    ) -> Result<(tokio::process::Child, std::io::PipeReader)> {
         let mount_path = bwrap::mount_path(&spec.mount_path)?;
         let working_dir = bwrap::working_dir(&spec.working_dir, &mount_path)?;
         let limits = limits(spec)?;
@@ -216,11 +274,7 @@ impl LocalRuntime {
         };
         let root = image_root.as_ref().unwrap_or(&self.host_root);
 
-        let cgroup = self.cgroup(id);
-        if let Err(e) = cgroup.create(&limits) {
-            cgroup.remove();
-            return Err(e);
-        }
+        cgroup.create(&limits)?;
         let procs = cgroup.open_procs()?;
         workspace::ensure_run_dir(paths)?;
         remove_file(&paths.socket)?;
@@ -230,8 +284,7 @@ impl LocalRuntime {
             .map_err(|e| RuntimeError::io(format!("creating {}", paths.log.display()), e))?;
         let (info_read, info_write) =
             std::io::pipe().map_err(|e| RuntimeError::io("creating a pipe", e))?;
-
-        let plan = BwrapPlan {
+        let args = bwrap::args(&BwrapPlan {
             root,
             workspace: &paths.workspace,
             run_dir: &paths.run,
@@ -242,31 +295,51 @@ impl LocalRuntime {
             allow_internet: spec.allow_internet,
             info_fd: info_write.as_raw_fd(),
             listen_fd: listener.as_raw_fd(),
-        };
-        let args = bwrap::args(&plan)?;
-        let spawned = spawn::spawn(spawn::BwrapCommand {
+        })?;
+        let options = options_file(&paths.root, &args.encoded_options())
+            .map_err(|e| RuntimeError::io("writing the bwrap options", e))?;
+        let child = spawn::spawn(spawn::BwrapCommand {
             program: self.bwrap.clone(),
-            args,
+            args: args.command_line(options.as_raw_fd()),
             uid: self.config.sandbox_uid,
             gid: self.config.sandbox_gid,
             cgroup_procs: procs,
-            inherit: vec![info_write.as_raw_fd(), listener.as_raw_fd()],
+            inherit: vec![
+                info_write.as_raw_fd(),
+                listener.as_raw_fd(),
+                options.as_raw_fd(),
+            ],
             stderr: log,
-        });
-        // The child has its own copies; ours would keep the info pipe from reaching EOF.
-        drop(info_write);
-        drop(listener);
-        let mut child = match spawned {
-            Ok(child) => child,
+        })
+        .map_err(|e| RuntimeError::io("spawning bwrap", e))?;
+        // `info_write`, `listener` and `options` drop here: the child has its own copies, and ours
+        // would keep the info pipe from reaching EOF.
+        Ok((child, info_read))
+    }
+
+    /// Spawns the sandbox and waits for its agent; on failure nothing of it is left running.
+    async fn launch(
+        &self,
+        id: &SandboxId,
+        paths: &SandboxPaths,
+        spec: &RuntimeSpec,
+    ) -> Result<SandboxState> {
+        let cgroup = self.cgroup(id);
+        let (mut child, info_read) = match self.spawn_bwrap(&cgroup, paths, spec) {
+            Ok(spawned) => spawned,
             Err(e) => {
                 cgroup.remove();
-                return Err(RuntimeError::io("spawning bwrap", e));
+                return Err(e);
             }
         };
         let Some(bwrap_ref) = child.id().and_then(|pid| ProcessRef::of(pid as i32)) else {
             // Exited already; its status and log say why.
-            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-            self.kill_processes(id, &[]).await?;
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            self.kill_processes(id, None, None).await?;
             return Err(RuntimeError::StartFailed {
                 id: id.0.clone(),
                 detail: format!("bwrap exited ({status}): {}", log_tail(&paths.log)),
@@ -313,8 +386,8 @@ impl LocalRuntime {
             }),
         };
         if let Some(error) = failure {
-            let processes: Vec<ProcessRef> = [state.init, Some(state.bwrap)].into_iter().flatten().collect();
-            self.kill_processes(id, &processes).await?;
+            self.kill_processes(id, state.init, Some(state.bwrap))
+                .await?;
             remove_file(&paths.socket)?;
             let _ = child.wait().await;
             return Err(error);
@@ -342,8 +415,14 @@ impl Runtime for LocalRuntime {
             WorkspaceSeed::CopyOf(src) => Some((src.0.as_str(), self.layout.sandbox(src)?)),
         };
         let source = source.as_ref().map(|(name, paths)| (*name, paths));
-        workspace::prepare(&id.0, &paths, source, self.config.sandbox_uid, self.config.sandbox_gid)
-            .await
+        workspace::prepare(
+            &id.0,
+            &paths,
+            source,
+            self.config.sandbox_uid,
+            self.config.sandbox_gid,
+        )
+        .await
     }
 
     async fn start(&self, id: &SandboxId, spec: &RuntimeSpec) -> Result<RuntimeInstance> {
@@ -365,7 +444,10 @@ impl Runtime for LocalRuntime {
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "sandbox started"
         );
-        Ok(RuntimeInstance { pod_name: state.pod_name(), workspace: state.workspace })
+        Ok(RuntimeInstance {
+            pod_name: state.pod_name(),
+            workspace: state.workspace,
+        })
     }
 
     async fn probe(&self, id: &SandboxId) -> Result<Liveness> {
@@ -426,7 +508,31 @@ async fn read_child_pid(pipe: std::io::PipeReader) -> Option<i32> {
     let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(pipe)).ok()?;
     let mut bytes = Vec::new();
     receiver.read_to_end(&mut bytes).await.ok()?;
-    serde_json::from_slice::<Info>(&bytes).ok().map(|i| i.child_pid)
+    serde_json::from_slice::<Info>(&bytes)
+        .ok()
+        .map(|i| i.child_pid)
+}
+
+/// An anonymous file holding `bytes`, positioned at its start, for bubblewrap's `--args`: only
+/// root can read it, and it disappears with its last descriptor.
+fn options_file(dir: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).mode(0o600);
+    let mut file = match options.clone().custom_flags(libc::O_TMPFILE).open(dir) {
+        Ok(file) => file,
+        // Filesystems without O_TMPFILE: a named file, unlinked at once.
+        Err(_) => {
+            let path = dir.join(".bwrap-options");
+            let file = options.create(true).truncate(true).open(&path)?;
+            std::fs::remove_file(&path)?;
+            file
+        }
+    };
+    file.write_all(bytes)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    Ok(file)
 }
 
 /// The last bytes of the agent log, for error messages.
@@ -436,7 +542,11 @@ fn log_tail(path: &Path) -> String {
     };
     let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
     let tail = String::from_utf8_lossy(&bytes[start..]).trim().to_owned();
-    if tail.is_empty() { "(agent log is empty)".to_owned() } else { tail }
+    if tail.is_empty() {
+        "(agent log is empty)".to_owned()
+    } else {
+        tail
+    }
 }
 
 fn remove_file(path: &Path) -> Result<()> {
@@ -447,85 +557,26 @@ fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-/// The first executable file named `name` in `PATH`.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| FALLBACK_PATH.into());
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
-        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
-    })
-}
-
-/// Adds search permission for group and others to `dir` when it lacks it.
-fn allow_traverse(dir: &Path) -> Result<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| RuntimeError::io(format!("stat {}", dir.display()), e))?;
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o011 != 0o011 {
-        tracing::info!(dir = %dir.display(), "allowing the sandbox uid to traverse the data directory");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
-            .map_err(|e| RuntimeError::io(format!("chmod {}", dir.display()), e))?;
-    }
-    Ok(())
-}
-
-/// Whether a file with this mode and owner grants `want` (rwx bits, e.g. 0o5 = r-x) to the
-/// sandbox uid/gid.
-fn permits(mode: u32, owner: u32, group: u32, uid: u32, gid: u32, want: u32) -> bool {
-    let bits = if owner == uid {
-        mode >> 6
-    } else if group == gid {
-        mode >> 3
-    } else {
-        mode
-    };
-    bits & want & 0o7 == want
-}
-
-/// Checks that the sandbox uid can reach `path` (search permission on every ancestor) and has
-/// `want` on it; bubblewrap runs as that uid and fails obscurely otherwise.
-fn check_reachable(path: &Path, want: u32, uid: u32, gid: u32) -> Result<()> {
-    let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
-    dirs.reverse();
-    for (p, bits) in dirs.into_iter().map(|d| (d, 0o1)).chain([(path, want)]) {
-        let meta = std::fs::metadata(p).map_err(|e| RuntimeError::io(format!("stat {}", p.display()), e))?;
-        if !permits(meta.mode(), meta.uid(), meta.gid(), uid, gid, bits) {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "{} is not accessible to the sandbox uid {uid} (mode {:o}); sandboxes need {} on it",
-                p.display(),
-                meta.mode() & 0o7777,
-                if bits == 0o1 { "search (x)" } else { "read and execute" }
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn permission_bits_follow_owner_group_other() {
-        assert!(permits(0o755, 0, 0, 61000, 61000, 0o5));
-        assert!(!permits(0o750, 0, 0, 61000, 61000, 0o1));
-        assert!(permits(0o750, 0, 61000, 61000, 61000, 0o5));
-        assert!(permits(0o700, 61000, 0, 61000, 61000, 0o7));
-        assert!(!permits(0o711, 0, 0, 61000, 61000, 0o4));
-        assert!(permits(0o711, 0, 0, 61000, 61000, 0o1));
-    }
-
-    #[test]
     fn zero_limits_are_invalid() {
-        let spec = RuntimeSpec { memory_limit_bytes: Some(0), ..Default::default() };
+        let spec = RuntimeSpec {
+            memory_limit_bytes: Some(0),
+            ..Default::default()
+        };
         assert!(matches!(limits(&spec), Err(RuntimeError::InvalidSpec(_))));
-        let spec = RuntimeSpec { cpu_limit_millis: Some(500), ..Default::default() };
+        let spec = RuntimeSpec {
+            cpu_limit_millis: Some(500),
+            ..Default::default()
+        };
         let l = limits(&spec).unwrap();
-        assert_eq!((l.cpu_millis, l.pids, l.memory_bytes), (Some(500), 1024, None));
-    }
-
-    #[test]
-    fn finds_programs_on_path() {
-        assert!(find_program("sh").is_some());
-        assert!(find_program("surely-not-a-program-agenttier").is_none());
+        assert_eq!(
+            (l.cpu_millis, l.pids, l.memory_bytes),
+            (Some(500), 1024, None)
+        );
     }
 }

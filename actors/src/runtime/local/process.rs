@@ -43,7 +43,10 @@ pub fn stat(pid: i32) -> Option<Stat> {
 impl ProcessRef {
     /// Records a running process; `None` when it is already gone.
     pub fn of(pid: i32) -> Option<Self> {
-        stat(pid).map(|s| Self { pid, start_time: s.start_time })
+        stat(pid).map(|s| Self {
+            pid,
+            start_time: s.start_time,
+        })
     }
 
     /// True when the recorded process still exists, is not a zombie, and is not a reused pid.
@@ -76,7 +79,14 @@ mod tests {
         let line = "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
                     987654 1000000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
         let s = parse_stat(line).unwrap();
-        assert_eq!(s, Stat { state: 'S', ppid: 17, start_time: 987654 });
+        assert_eq!(
+            s,
+            Stat {
+                state: 'S',
+                ppid: 17,
+                start_time: 987654
+            }
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 
@@ -84,7 +94,10 @@ mod tests {
     fn sees_itself_alive_and_detects_reuse() {
         let me = ProcessRef::of(std::process::id() as i32).unwrap();
         assert!(me.is_alive());
-        let reused = ProcessRef { start_time: me.start_time + 1, ..me };
+        let reused = ProcessRef {
+            start_time: me.start_time + 1,
+            ..me
+        };
         assert!(!reused.is_alive());
     }
 }

@@ -127,7 +127,9 @@ mod base64_bytes {
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -149,14 +151,23 @@ mod tests {
         write_frame(&mut a, &request).await.unwrap();
         write_frame(&mut a, &Request::Ping).await.unwrap();
         drop(a);
-        assert_eq!(read_frame::<_, Request>(&mut b).await.unwrap(), Some(request));
-        assert_eq!(read_frame::<_, Request>(&mut b).await.unwrap(), Some(Request::Ping));
+        assert_eq!(
+            read_frame::<_, Request>(&mut b).await.unwrap(),
+            Some(request)
+        );
+        assert_eq!(
+            read_frame::<_, Request>(&mut b).await.unwrap(),
+            Some(Request::Ping)
+        );
         assert_eq!(read_frame::<_, Request>(&mut b).await.unwrap(), None);
     }
 
     #[test]
     fn messages_are_tagged_by_type() {
-        assert_eq!(serde_json::to_string(&Request::Ping).unwrap(), r#"{"type":"Ping"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Ping).unwrap(),
+            r#"{"type":"Ping"}"#
+        );
         let r = Response::ExecResult {
             stdout: "hi\n".into(),
             stderr: String::new(),

@@ -93,7 +93,15 @@ mod tests {
     #[test]
     fn deny_list_covers_the_dangerous_syscalls() {
         let names: Vec<&str> = denied_syscalls().iter().map(|(n, _)| *n).collect();
-        for required in ["mount", "unshare", "setns", "ptrace", "bpf", "kexec_load", "keyctl"] {
+        for required in [
+            "mount",
+            "unshare",
+            "setns",
+            "ptrace",
+            "bpf",
+            "kexec_load",
+            "keyctl",
+        ] {
             assert!(names.contains(&required), "{required}");
         }
         let mut numbers: Vec<i64> = denied_syscalls().iter().map(|(_, nr)| *nr).collect();
@@ -116,6 +124,9 @@ mod tests {
         .join()
         .unwrap();
         let stdout = String::from_utf8_lossy(&status.stdout);
-        assert_eq!(stdout.split_whitespace().collect::<Vec<_>>(), ["Seccomp:", "2"]);
+        assert_eq!(
+            stdout.split_whitespace().collect::<Vec<_>>(),
+            ["Seccomp:", "2"]
+        );
     }
 }

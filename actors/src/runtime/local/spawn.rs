@@ -13,10 +13,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 
-/// `oom_score_adj` of a sandbox's own processes (bubblewrap and the agent): the kernel's OOM
-/// killer picks them last, so a command that exhausts the sandbox's memory is killed instead of
-/// the agent (whose death would end the sandbox). Commands the agent runs reset it to 0.
+/// `oom_score_adj` of a sandbox's own processes (bubblewrap and the agent), set when the server
+/// may lower it (`CAP_SYS_RESOURCE`): the kernel's OOM killer then picks them last.
 pub const INFRA_OOM_SCORE_ADJ: i32 = -900;
+/// `oom_score_adj` of every command the agent runs (raising it needs no privilege): a command
+/// that exhausts the sandbox's memory is killed rather than the agent, whose death would end the
+/// sandbox, and on a host short of memory sandbox commands go before host services.
+pub const COMMAND_OOM_SCORE_ADJ: i32 = 500;
 
 /// How to start one sandbox's bubblewrap.
 #[derive(Debug)]
@@ -57,8 +60,8 @@ pub fn spawn(cmd: BwrapCommand) -> io::Result<tokio::process::Child> {
         .stderr(cmd.stderr)
         .kill_on_drop(false);
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-    // calls (write, open, close, setsid, fcntl, setgroups, setgid, setuid) on values captured by
-    // value; it allocates nothing. The privileged steps (joining cgroups, lowering
+    // calls (write, open, close, setsid, close_range, fcntl, setgroups, setgid, setuid) on values
+    // captured by value; it allocates nothing. The privileged steps (joining cgroups, lowering
     // oom_score_adj) come before dropping to the sandbox uid, which is why the uid/gid switch is
     // done here rather than with `Command::uid`, which std applies before this hook.
     unsafe {
@@ -69,11 +72,20 @@ pub fn spawn(cmd: BwrapCommand) -> io::Result<tokio::process::Child> {
                     return Err(io::Error::last_os_error());
                 }
             }
-            // Best effort: without /proc the sandbox still works, just less OOM-resilient.
+            // Best effort: needs CAP_SYS_RESOURCE; commands are raised above it either way.
             write_proc_self(c"/proc/self/oom_score_adj", &oom_score_adj);
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Descriptors the server itself inherited without close-on-exec must not reach the
+            // sandbox: mark everything above stdio close-on-exec (best effort, Linux 5.11+),
+            // then open up exactly the ones the sandbox needs.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            );
             for &fd in &inherit {
                 let flags = libc::fcntl(fd, libc::F_GETFD);
                 if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
@@ -95,14 +107,14 @@ pub fn spawn(cmd: BwrapCommand) -> io::Result<tokio::process::Child> {
     child
 }
 
-/// Makes commands started by `command` leave the agent's lowered `oom_score_adj` behind (back to
-/// 0), so the OOM killer prefers them over the agent.
-pub fn reset_oom_score_adj(command: &mut tokio::process::Command) {
+/// Makes commands started by `command` run with [`COMMAND_OOM_SCORE_ADJ`].
+pub fn raise_oom_score_adj(command: &mut tokio::process::Command) {
+    let value = COMMAND_OOM_SCORE_ADJ.to_string().into_bytes();
     // SAFETY: runs in the forked child before exec; open, write and close are
     // async-signal-safe and nothing is allocated.
     unsafe {
-        command.pre_exec(|| {
-            write_proc_self(c"/proc/self/oom_score_adj", b"0");
+        command.pre_exec(move || {
+            write_proc_self(c"/proc/self/oom_score_adj", &value);
             Ok(())
         });
     }
@@ -126,7 +138,10 @@ unsafe fn write_proc_self(path: &std::ffi::CStr, value: &[u8]) {
 /// Sends `signal` to one process. Refuses pids that address groups or everything (`<= 0`).
 pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     if pid <= 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("refusing to signal pid {pid}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal pid {pid}"),
+        ));
     }
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid, signal) } < 0 {
@@ -156,7 +171,10 @@ pub fn kill_group(pgid: i32, signal: i32) -> io::Result<()> {
 /// number.
 pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if fd <= 2 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is stdio")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is stdio"),
+        ));
     }
     // SAFETY: fcntl on an arbitrary number only queries it; failure means it is not open.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };

@@ -76,8 +76,14 @@ mod tests {
         let path = dir.path().join("state.json");
         assert_eq!(load(&path).unwrap(), None);
         let state = SandboxState {
-            bwrap: ProcessRef { pid: 10, start_time: 20 },
-            init: Some(ProcessRef { pid: 11, start_time: 21 }),
+            bwrap: ProcessRef {
+                pid: 10,
+                start_time: 20,
+            },
+            init: Some(ProcessRef {
+                pid: 11,
+                start_time: 21,
+            }),
             workspace: "/data/sandboxes/x/workspace".into(),
         };
         save(&path, &state).unwrap();

@@ -39,9 +39,8 @@ pub async fn prepare(
     match copy_of {
         None => {
             make_dir(&paths.workspace, WORKSPACE_MODE)?;
-            std::os::unix::fs::chown(&paths.workspace, Some(uid), Some(gid)).map_err(|e| {
-                RuntimeError::io(format!("chown {}", paths.workspace.display()), e)
-            })?;
+            std::os::unix::fs::chown(&paths.workspace, Some(uid), Some(gid))
+                .map_err(|e| RuntimeError::io(format!("chown {}", paths.workspace.display()), e))?;
         }
         Some((_, source)) => copy_tree(&source.workspace, &paths.workspace).await?,
     }
@@ -88,7 +87,9 @@ async fn copy_tree(source: &Path, dest: &Path) -> Result<()> {
         // cp reports files deleted between listing and copying as "No such file or directory";
         // a copy of a live workspace is a snapshot taken over time, so that is not a failure.
         let only_vanished = partial.is_dir()
-            && stderr.lines().all(|l| l.trim().is_empty() || l.contains("No such file or directory"));
+            && stderr
+                .lines()
+                .all(|l| l.trim().is_empty() || l.contains("No such file or directory"));
         if !only_vanished {
             let _ = remove_tree(&partial);
             return Err(RuntimeError::io(
@@ -129,11 +130,18 @@ mod tests {
         let b = layout.sandbox(&SandboxId("b".into())).unwrap();
         // Root chowns to a foreign uid, as in production; anyone else can only chown to itself.
         let me = std::fs::metadata("/proc/self").unwrap();
-        let (uid, gid) = if me.uid() == 0 { (62000, 62001) } else { (me.uid(), me.gid()) };
+        let (uid, gid) = if me.uid() == 0 {
+            (62000, 62001)
+        } else {
+            (me.uid(), me.gid())
+        };
 
         prepare("a", &a, None, uid, gid).await.unwrap();
         let meta = std::fs::metadata(&a.workspace).unwrap();
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (uid, gid, 0o750));
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (uid, gid, 0o750)
+        );
         assert_eq!(std::fs::metadata(&a.root).unwrap().mode() & 0o777, 0o711);
         assert!(matches!(
             prepare("a", &a, None, uid, gid).await,
@@ -142,7 +150,10 @@ mod tests {
 
         std::fs::write(a.workspace.join("f"), "hello").unwrap();
         prepare("b", &b, Some(("a", &a)), uid, gid).await.unwrap();
-        assert_eq!(std::fs::read_to_string(b.workspace.join("f")).unwrap(), "hello");
+        assert_eq!(
+            std::fs::read_to_string(b.workspace.join("f")).unwrap(),
+            "hello"
+        );
         assert_eq!(std::fs::metadata(&b.workspace).unwrap().uid(), uid);
 
         let c = layout.sandbox(&SandboxId("c".into())).unwrap();
