@@ -8,5 +8,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exec sudo -E "$0" "$@"
 fi
 scripts/install-deps.sh
+if command -v npm >/dev/null; then
+  scripts/build-ui.sh
+else
+  echo "npm is not installed: building without the web UI (/ will say how to add it)" >&2
+fi
 cargo build --release -p agenttier
 exec target/release/agenttier serve "$@"

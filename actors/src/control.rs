@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenttier_crds::{CreatedBy, Sandbox};
+use agenttier_crds::{CreatedBy, Sandbox, SandboxSpec};
 use kube::ResourceExt;
 use ractor::{ActorRef, MessagingErr, RpcReplyPort, rpc::CallResult};
 
+use crate::governance::Governance;
 use crate::runtime::{ExecOutput, ExecRequest, Runtime, SandboxId};
 use crate::sandbox::{
     ActorRegistry, CLONED_FROM_LABEL, RUNTIME_ID_ANNOTATION, ReadModel, SandboxKey, SandboxMsg,
-    SupervisorMsg,
+    SandboxNotice, SupervisorMsg,
 };
 use crate::store::Store;
 use crate::{Error, Result};
@@ -30,6 +31,15 @@ pub struct ControlPlane {
     pub store: Arc<dyn Store>,
     /// What runs the sandboxes.
     pub runtime: Arc<dyn Runtime>,
+    /// The governance engine: policies and admission of new sandboxes.
+    pub governance: Governance,
+    pub(crate) notices: tokio::sync::broadcast::Sender<SandboxNotice>,
+    /// Prometheus metrics, recorded by actors and the gateway, served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The warm pool: status and configuration for `/warmpool`.
+    pub warm_pool: crate::pool::WarmPoolRef,
+    /// Terminal sessions: open, reconnect.
+    pub terminals: crate::terminal::Terminals,
 }
 
 /// What a clone needs besides its source.
@@ -71,6 +81,18 @@ impl ControlPlane {
     ) -> Result<T> {
         let actor = self.actor(key)?;
         unwrap_call(actor.call(message, Some(timeout)).await, what)
+    }
+
+    /// Subscribes to life-cycle notices (stop pending, stopped, deleted) of every sandbox.
+    pub fn subscribe_notices(&self) -> tokio::sync::broadcast::Receiver<SandboxNotice> {
+        self.notices.subscribe()
+    }
+
+    /// Records real activity (terminal input, file or port traffic) on a sandbox; never blocks.
+    pub fn record_activity(&self, key: &SandboxKey) {
+        if let Ok(actor) = self.actor(key) {
+            let _ = actor.cast(SandboxMsg::Activity);
+        }
     }
 
     /// One sandbox, from the read model.
@@ -155,12 +177,41 @@ impl ControlPlane {
         .await?
     }
 
+    /// [`Self::exec`] on behalf of `actor` (a user's subject), who is recorded in the audit trail.
+    pub async fn exec_as(
+        &self,
+        key: &SandboxKey,
+        request: ExecRequest,
+        actor: &str,
+    ) -> Result<ExecOutput> {
+        let timeout = request.timeout + Duration::from_secs(10);
+        let actor = actor.to_string();
+        self.call(key, timeout, "exec", |reply| SandboxMsg::ExecAs {
+            request,
+            actor,
+            reply,
+        })
+        .await?
+    }
+
     /// Clones a sandbox: copies its workspace under a fresh runtime id, then creates the new
     /// sandbox through the ordinary create path. The copy is removed if the create fails.
     pub async fn clone_sandbox(
         &self,
         source: &SandboxKey,
         request: CloneRequest,
+        wait: Duration,
+    ) -> Result<Sandbox> {
+        self.clone_with_spec(source, request, None, wait).await
+    }
+
+    /// [`Self::clone_sandbox`] with the clone's spec given (as governance admitted it: the
+    /// source's spec, the caller as owner, caps applied); `None` copies the source's spec.
+    pub async fn clone_with_spec(
+        &self,
+        source: &SandboxKey,
+        request: CloneRequest,
+        spec: Option<SandboxSpec>,
         wait: Duration,
     ) -> Result<Sandbox> {
         let original = self
@@ -182,7 +233,8 @@ impl ControlPlane {
             }
         })
         .await??;
-        let mut clone = Sandbox::new(&request.name, original.spec.clone());
+        let spec = spec.unwrap_or_else(|| original.spec.clone());
+        let mut clone = Sandbox::new(&request.name, spec);
         clone.metadata.namespace = Some(source.namespace.clone());
         clone
             .labels_mut()
@@ -190,10 +242,21 @@ impl ControlPlane {
         clone
             .annotations_mut()
             .insert(RUNTIME_ID_ANNOTATION.to_string(), target.0.clone());
+        let actor = request.created_by.sub.clone();
         clone.spec.created_by = Some(request.created_by);
         clone.spec.clone_from_snapshot = None;
         match self.create(clone, wait).await {
-            Ok(created) => Ok(created),
+            Ok(created) => {
+                crate::audit::record(
+                    self.store.as_ref(),
+                    &target_key,
+                    crate::audit::AuditAction::Clone,
+                    &actor,
+                    format!("Cloned from sandbox {}", source.name),
+                )
+                .await?;
+                Ok(created)
+            }
             Err(e) => {
                 if let Err(cleanup) = self.runtime.remove(&target).await {
                     tracing::warn!(error = %cleanup, "could not remove the copied workspace of a failed clone");
@@ -205,7 +268,7 @@ impl ControlPlane {
 }
 
 /// A fresh random runtime id in uuid form.
-fn new_runtime_id() -> String {
+pub(crate) fn new_runtime_id() -> String {
     let h = hex::encode(rand::random::<[u8; 16]>());
     format!(
         "{}-{}-{}-{}-{}",

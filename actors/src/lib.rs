@@ -4,13 +4,18 @@
 //! loops and timers; the [`store::Store`] is the source of truth; a [`runtime::Runtime`] runs the
 //! sandboxes; the gateway holds a [`control::ControlPlane`].
 
+pub mod audit;
 pub mod control;
 pub mod error;
+pub mod metrics;
+pub mod governance;
+pub mod pool;
 pub mod root;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;
+pub mod terminal;
 
 pub use control::{CloneRequest, ControlPlane};
 pub use error::{Error, Result};
-pub use root::ActorSystem;
+pub use root::{ActorSystem, SystemOptions};

@@ -90,9 +90,40 @@ pub struct ServeArgs {
     /// The namespace used when a request names none.
     #[arg(long, env = "SANDBOX_NAMESPACE", default_value = "default")]
     pub sandbox_namespace: String,
+    /// Log format: JSON lines with trace ids, text, or auto (JSON unless stderr is a terminal).
+    #[arg(long, env = "AGENTTIER_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Auto)]
+    pub log_format: crate::telemetry::LogFormat,
     /// Host uid (and gid) that owns sandbox processes and workspaces; never root.
     #[arg(long, default_value_t = 61000)]
     pub sandbox_uid: u32,
+    /// OIDC issuer URL whose RS256 tokens are accepted as `Authorization: Bearer` (discovery at
+    /// `<issuer>/.well-known/openid-configuration`). Without it every bearer token is rejected.
+    #[arg(long, env = "AGENTTIER_OIDC_ISSUER", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// The client id a token's `aud` must contain.
+    #[arg(long, env = "AGENTTIER_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// Members of this group (in the group claim) are admins.
+    #[arg(
+        long,
+        env = "AGENTTIER_ADMIN_GROUP",
+        default_value = "agenttier-admins"
+    )]
+    pub admin_group: String,
+    /// The token claim that lists the caller's groups (a string or an array of strings).
+    #[arg(long, env = "AGENTTIER_GROUP_CLAIM", default_value = "groups")]
+    pub group_claim: String,
+    /// How often the issuer's signing keys are refreshed (Go duration).
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    pub oidc_jwks_refresh_interval: std::time::Duration,
+    /// The least time between two key refreshes caused by tokens with an unknown `kid`.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    pub oidc_jwks_min_refresh_interval: std::time::Duration,
+}
+
+/// Parses a Go duration flag (`30s`, `5m`).
+fn go_duration(value: &str) -> Result<std::time::Duration, String> {
+    agenttier_crds::parse_go_duration(value).map_err(|e| e.to_string())
 }
 
 /// `sandbox …` commands.

@@ -4,6 +4,7 @@
 mod args;
 mod client;
 mod serve;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -13,7 +13,7 @@ use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use agenttier_actors::store::sqlite::SqliteStore;
 use agenttier_actors::store::{Store, StoreError, TypedStore};
 use agenttier_crds::ClusterSandboxTemplate;
-use agenttier_gateway::auth::{Authenticator, api_keys};
+use agenttier_gateway::auth::{Authenticator, OidcConfig, OidcVerifier, api_keys};
 use agenttier_gateway::{AppState, GatewayConfig};
 
 use crate::args::{RuntimeKind, ServeArgs};
@@ -23,7 +23,7 @@ const BOOTSTRAP_KEY_SETTING: &str = "bootstrap_admin_key_id";
 
 /// Runs the server until it is told to stop.
 pub async fn run(args: ServeArgs) -> Result<()> {
-    init_tracing();
+    let (_telemetry, log_level) = crate::telemetry::init(args.log_format);
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -46,12 +46,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start the actor system")?;
     let state = AppState {
         control: system.control.clone(),
-        auth: Arc::new(Authenticator::new(
-            store.clone() as Arc<dyn Store>,
-            args.dev_auth,
-        )),
+        auth: Arc::new(authenticator(&args, store.clone() as Arc<dyn Store>).await?),
         config: Arc::new(GatewayConfig {
             default_namespace: args.sandbox_namespace.clone(),
+            log_level: Some(log_level),
             ..Default::default()
         }),
     };
@@ -78,6 +76,30 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// API keys always; OIDC bearer tokens when an issuer is configured (fail closed otherwise).
+async fn authenticator(args: &ServeArgs, store: Arc<dyn Store>) -> Result<Authenticator> {
+    let auth = Authenticator::new(store, args.dev_auth);
+    let (Some(issuer), Some(client_id)) = (&args.oidc_issuer, &args.oidc_client_id) else {
+        return Ok(auth);
+    };
+    let config = OidcConfig {
+        admin_group: args.admin_group.clone(),
+        group_claim: args.group_claim.clone(),
+        refresh_interval: args.oidc_jwks_refresh_interval,
+        min_refresh_interval: args.oidc_jwks_min_refresh_interval,
+        ..OidcConfig::new(issuer.clone(), client_id.clone())
+    };
+    let verifier = OidcVerifier::start(config)
+        .await
+        .context("cannot set up OIDC authentication")?;
+    tracing::info!(
+        issuer,
+        keys = verifier.key_count(),
+        "OIDC bearer tokens accepted"
+    );
+    Ok(auth.with_oidc(verifier))
+}
+
 /// `/var/lib/agenttier` for root (whose home is closed to the sandbox uid), else the XDG data dir.
 fn default_data_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
@@ -94,15 +116,6 @@ fn default_data_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".local/share/agenttier"),
         None => PathBuf::from("/var/lib/agenttier"),
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// The settings key recording that the default templates were created.
@@ -145,6 +158,11 @@ fn print_banner(
 ) {
     println!("AgentTier is running.");
     println!("  API:  http://{address}/api/v1");
+    if agenttier_gateway::ui::EMBEDDED {
+        println!("  UI:   http://{address}/");
+    } else {
+        println!("  UI:   not built into this binary (scripts/build-ui.sh, then cargo build)");
+    }
     println!("  Data: {}", data_dir.display());
     if dev_auth {
         println!(

@@ -7,6 +7,7 @@ pub mod common;
 pub mod defaults;
 pub mod duration;
 pub mod error;
+pub mod governance;
 pub mod quantity;
 pub mod resolve;
 pub mod sandbox;

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 `{"error":"policy_violation","violations":[…]}`: governance refused the request.
+    #[error("policy_violation")]
+    PolicyViolation(Vec<agenttier_crds::governance::Violation>),
     /// 404: no such thing (or not yours).
     #[error("{0}")]
     NotFound(String),
@@ -58,6 +61,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::PolicyViolation(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -74,6 +78,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::PolicyViolation(_) => "policy_violation",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -97,6 +102,9 @@ impl IntoResponse for ApiError {
                 message: Some(message),
             } => {
                 json!({"error": code, "message": message})
+            }
+            Self::PolicyViolation(violations) => {
+                json!({"error": "policy_violation", "violations": violations})
             }
             other => json!({"error": other.to_string()}),
         };

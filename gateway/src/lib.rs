@@ -5,9 +5,12 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod state;
+pub mod trace;
+pub mod ui;
 pub mod wire;
 
 #[cfg(test)]
@@ -28,7 +31,9 @@ pub fn app(state: AppState) -> Router {
         .route("/sandboxes", get(sandboxes::list).post(sandboxes::create))
         .route(
             "/sandboxes/{id}",
-            get(sandboxes::get).delete(sandboxes::delete),
+            get(sandboxes::get)
+                .delete(sandboxes::delete)
+                .patch(sandboxes::patch),
         )
         .route("/sandboxes/{id}/stop", post(sandboxes::stop))
         .route("/sandboxes/{id}/resume", post(sandboxes::resume))
@@ -42,6 +47,14 @@ pub fn app(state: AppState) -> Router {
                 .delete(templates::delete),
         )
         .route("/user/me", get(user::me))
+        .route("/admin/log-level", axum::routing::put(routes::logging::set))
+        .merge(routes::api_keys::router())
+        .merge(routes::sharing::router())
+        .merge(routes::governance::router())
+        .merge(routes::secrets::router())
+        .merge(routes::audit::router())
+        .merge(routes::backups::router())
+        .merge(routes::warmpool::router())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
@@ -51,9 +64,13 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::serve))
         .nest("/api/v1", api)
-        .fallback(not_found)
+        // The web UI answers every other GET (its fallback keeps the JSON 404 for API paths).
+        .merge(ui::router())
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn(trace::server_span))
         .layer(axum::middleware::from_fn(request_id::propagate))
         .with_state(state)
 }

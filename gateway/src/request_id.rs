@@ -19,9 +19,6 @@ pub async fn propagate(mut request: Request, next: Next) -> Response {
             HeaderValue::from_str(&fresh).unwrap_or(HeaderValue::from_static("0000000000000000"))
         });
     request.headers_mut().insert(HEADER, id.clone());
-    let span = tracing::info_span!("request", request_id = ?id, method = %request.method(), path = %request.uri().path());
-    let _guard = span.enter();
-    drop(_guard);
     let mut response = next.run(request).await;
     response.headers_mut().insert(HEADER, id);
     response

@@ -9,6 +9,28 @@ use agenttier_actors::ControlPlane;
 
 use crate::auth::Authenticator;
 
+/// Changes the log filter at runtime (`info`, `debug`, `agenttier_actors=trace,info`, …).
+#[derive(Clone)]
+pub struct LogLevelControl(Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
+
+impl LogLevelControl {
+    /// Wraps the function that reloads the filter.
+    pub fn new(apply: Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>) -> Self {
+        Self(apply)
+    }
+
+    /// Applies a filter directive.
+    pub fn set(&self, directive: &str) -> Result<(), String> {
+        (self.0)(directive)
+    }
+}
+
+impl std::fmt::Debug for LogLevelControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogLevelControl")
+    }
+}
+
 /// Settings of the gateway.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -20,6 +42,8 @@ pub struct GatewayConfig {
     pub max_exec_timeout: Duration,
     /// The largest JSON body accepted.
     pub max_json_body: usize,
+    /// Changes the log level at runtime (`PUT /api/v1/admin/log-level`); `None` in tests.
+    pub log_level: Option<LogLevelControl>,
 }
 
 impl Default for GatewayConfig {
@@ -29,6 +53,7 @@ impl Default for GatewayConfig {
             settle_wait: Duration::from_secs(10),
             max_exec_timeout: Duration::from_secs(3600),
             max_json_body: 1 << 20,
+            log_level: None,
         }
     }
 }

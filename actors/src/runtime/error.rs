@@ -42,6 +42,18 @@ pub enum RuntimeError {
         /// What went wrong.
         detail: String,
     },
+    /// The runtime cannot do this at all (a runtime without terminals, files or ports).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A file operation was refused or failed in a way the client should hear about (a missing
+    /// path, a file over the limit, a path that would escape); `kind` says which.
+    #[error("{message}")]
+    File {
+        /// What kind of failure, for the HTTP status.
+        kind: super::files::FileErrorKind,
+        /// The message for the client.
+        message: String,
+    },
     /// A host-side I/O operation failed.
     #[error("{context}: {source}")]
     Io {

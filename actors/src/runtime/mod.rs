@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod fake;
+pub mod files;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use error::RuntimeError;
+pub use files::{
+    ArchiveFormat, ByteStream, DirEntry, DirListing, FileDownload, FileErrorKind, PortConnection,
+    PtyInput, PtyOutput, PtyRequest, PtySession, UnpackSummary,
+};
 
 /// The runtime's result type.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -103,6 +108,17 @@ pub struct ExecOutput {
 /// Each of stdout and stderr is capped at this many bytes.
 pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
 
+/// A point-in-time copy of a sandbox's workspace (a backup), as the runtime reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The snapshot's name, unique per sandbox.
+    pub name: String,
+    /// When it was taken, RFC 3339.
+    pub created_at: String,
+    /// How many bytes a restore writes (the sum of the copied files' sizes).
+    pub size_bytes: u64,
+}
+
 /// Whether a sandbox's processes are alive, as seen by [`Runtime::probe`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Liveness {
@@ -137,4 +153,81 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Runs one command inside a running sandbox.
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecOutput>;
+
+    /// Opens a PTY running `request.command` inside the sandbox. The default refuses: a runtime
+    /// without terminals still runs sandboxes.
+    async fn open_pty(&self, id: &SandboxId, request: PtyRequest) -> Result<PtySession> {
+        let _ = (id, request);
+        Err(self.unsupported("terminals"))
+    }
+
+    /// Lists a directory, as the sandbox sees it (`path` is clean and absolute).
+    async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<DirListing> {
+        let _ = (id, path);
+        Err(self.unsupported("files"))
+    }
+
+    /// Opens a regular file for download; files over `max_bytes` fail with `TooLarge`.
+    async fn read_file(&self, id: &SandboxId, path: &str, max_bytes: u64) -> Result<FileDownload> {
+        let _ = (id, path, max_bytes);
+        Err(self.unsupported("files"))
+    }
+
+    /// Writes `body` to a file (parents created, an existing file replaced); more than
+    /// `max_bytes` fails with `TooLarge` and leaves the file as it was. Returns the bytes written.
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<u64> {
+        let _ = (id, path, body, max_bytes);
+        Err(self.unsupported("files"))
+    }
+
+    /// Streams a zip of the directory `path` (within the workspace), built as it is sent.
+    async fn archive(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        let _ = (id, path);
+        Err(self.unsupported("archives"))
+    }
+
+    /// Unpacks a tar or zip upload into the directory `dir`, refusing entries that would land
+    /// outside it.
+    async fn unpack(
+        &self,
+        id: &SandboxId,
+        dir: &str,
+        format: Option<ArchiveFormat>,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<UnpackSummary> {
+        let _ = (id, dir, format, body, max_bytes);
+        Err(self.unsupported("uploads"))
+    }
+
+    /// Connects to TCP `port` on the sandbox's own loopback, without opening its network.
+    async fn connect_port(&self, id: &SandboxId, port: u16) -> Result<PortConnection> {
+        let _ = (id, port);
+        Err(self.unsupported("ports"))
+    }
+
+    /// The error of an operation this runtime does not offer.
+    fn unsupported(&self, what: &str) -> RuntimeError {
+        RuntimeError::Unsupported(format!("the {} runtime does not support {what}", self.name()))
+    }
+
+    /// Copies the sandbox's workspace as it is now into a snapshot called `name` (a backup).
+    /// The sandbox may keep running; files that change during the copy are copied as found.
+    async fn snapshot(&self, id: &SandboxId, name: &str) -> Result<SnapshotInfo>;
+
+    /// The sandbox's snapshots, oldest first.
+    async fn list_snapshots(&self, id: &SandboxId) -> Result<Vec<SnapshotInfo>>;
+
+    /// Deletes one snapshot; false when it did not exist.
+    async fn delete_snapshot(&self, id: &SandboxId, name: &str) -> Result<bool>;
+
+    /// Creates the workspace of a new sandbox `target` from snapshot `name` of sandbox `id`
+    /// (like [`Runtime::prepare`] with a copy); fails if the target's workspace exists.
+    async fn restore_snapshot(&self, id: &SandboxId, name: &str, target: &SandboxId) -> Result<()>;
 }

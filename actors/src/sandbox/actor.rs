@@ -1,27 +1,35 @@
 //! `SandboxActor`: owns one sandbox. It reconciles the stored sandbox against the runtime, walks
 //! the state machine Creating → Running → Stopped → Running → Deleting (Error for permanent
-//! failures), writes status, conditions and an event at every transition, and answers the
-//! gateway's commands in order, so two commands on one sandbox never race.
+//! failures and while waiting out a restart backoff), writes status, conditions and an event at
+//! every transition, and answers the gateway's commands in order, so two commands on one sandbox
+//! never race.
+//!
+//! It also owns the sandbox's timers, all `send_after` handles aborted when the run they belong
+//! to ends: the health probe and restart backoff (`healing.rs`), and the idle, max-runtime and
+//! grace-window deadlines (`timeouts.rs`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agenttier_crds::resolve::{effective_sandbox_spec, resolve_template};
-use agenttier_crds::{Sandbox, SandboxPhase, SandboxStatus};
+use agenttier_crds::{AgentSpec, Sandbox, SandboxPhase, SandboxStatus};
 use kube::ResourceExt;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 
-use crate::runtime::{ExecOutput, ExecRequest, Liveness, RuntimeError, WorkspaceSeed};
-use crate::store::{EventType, TypedStore};
+use crate::audit::{self, AuditAction};
+use crate::runtime::{
+    ExecOutput, ExecRequest, Liveness, RuntimeError, RuntimeInstance, RuntimeSpec, SandboxId,
+    WorkspaceSeed,
+};
+use crate::store::{EventType, StoreError, TypedStore};
 use crate::{Error, Result};
 
 use super::deps::Deps;
 use super::messages::SandboxMsg;
 use super::spec::{StoreTemplates, runtime_spec};
 use super::status::{self, CONTROLLER, READY};
-use super::{SandboxKey, runtime_id};
-
-/// How often `lastActivityTimestamp` is persisted at most; finer-grained activity is not recorded.
-const ACTIVITY_PERSIST_INTERVAL: Duration = Duration::from_secs(10);
+use super::timeouts::{PendingStop, RunLimits, instant_of};
+use super::{RUNTIME_ID_ANNOTATION, SandboxKey, SandboxNotice, StopReason, runtime_id};
 
 /// The actor of one sandbox.
 pub struct SandboxActor;
@@ -34,13 +42,77 @@ pub struct SandboxActorArgs {
     pub deps: Deps,
 }
 
-/// The actor's state: its copy of the sandbox and who waits for it to settle.
+/// A pending `send_after`.
+pub(super) type Timer = JoinHandle<std::result::Result<(), MessagingErr<SandboxMsg>>>;
+
+/// The actor's armed timers. Each belongs to a run (see [`SandboxState::run`]) and is aborted
+/// when that run ends; a timer that fired just before is ignored by its stale run number.
+#[derive(Default)]
+pub(super) struct Timers {
+    pub(super) health: Option<Timer>,
+    pub(super) restart: Option<Timer>,
+    pub(super) stable: Option<Timer>,
+    pub(super) deadline: Option<Timer>,
+}
+
+impl Timers {
+    /// Aborts the timers of a running sandbox (a pending restart survives).
+    fn abort_run(&mut self) {
+        for timer in [&mut self.health, &mut self.stable, &mut self.deadline] {
+            if let Some(timer) = timer.take() {
+                timer.abort();
+            }
+        }
+    }
+
+    /// Aborts every timer.
+    fn abort_all(&mut self) {
+        self.abort_run();
+        if let Some(timer) = self.restart.take() {
+            timer.abort();
+        }
+    }
+}
+
+/// How a start came about; only a brand-new sandbox may claim from the warm pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StartKind {
+    /// The first start of a new sandbox.
+    First,
+    /// A resume, a restart after a crash, or a start interrupted by a control-plane restart.
+    Again,
+}
+
+/// What resolving the template yields for one start.
+struct Resolved {
+    spec: RuntimeSpec,
+    limits: RunLimits,
+    template_rv: String,
+    agent: Option<AgentSpec>,
+}
+
+/// The actor's state: its copy of the sandbox, who waits for it to settle, and its timers.
 pub struct SandboxState {
-    key: SandboxKey,
-    sandbox: Sandbox,
-    deps: Deps,
+    pub(super) key: SandboxKey,
+    pub(super) sandbox: Sandbox,
+    pub(super) deps: Deps,
+    pub(super) myself: ActorRef<SandboxMsg>,
     waiters: Vec<RpcReplyPort<Sandbox>>,
     activity_persisted_at: Option<Instant>,
+    /// Bumped whenever a run starts or ends, or a pending restart is cancelled; timer messages
+    /// carry the run they were armed in, so one from an earlier run does nothing.
+    pub(super) run: u64,
+    pub(super) timers: Timers,
+    /// The idle timeout and max runtime of the current run.
+    pub(super) limits: RunLimits,
+    /// When the current run entered Running (max runtime counts from here).
+    pub(super) running_since: Instant,
+    /// The last real activity, exact (the store holds it to within the persist interval).
+    pub(super) last_activity: Instant,
+    /// An automatic stop that was announced and waits out its grace window.
+    pub(super) pending_stop: Option<PendingStop>,
+    /// A health probe is in flight.
+    pub(super) probing: bool,
 }
 
 impl Actor for SandboxActor {
@@ -54,13 +126,31 @@ impl Actor for SandboxActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(SandboxMsg::Reconcile)?;
+        let now = Instant::now();
         Ok(SandboxState {
             key: SandboxKey::of(&args.sandbox),
             sandbox: args.sandbox,
             deps: args.deps,
+            myself,
             waiters: Vec::new(),
             activity_persisted_at: None,
+            run: 0,
+            timers: Timers::default(),
+            limits: RunLimits::default(),
+            running_since: now,
+            last_activity: now,
+            pending_stop: None,
+            probing: false,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.timers.abort_all();
+        Ok(())
     }
 
     async fn handle(
@@ -73,6 +163,7 @@ impl Actor for SandboxActor {
             SandboxMsg::Reconcile => state.reconcile().await?,
             SandboxMsg::Observed(sandbox) => state.observe(*sandbox),
             SandboxMsg::Removed => {
+                state.cancel_timers();
                 state.cleanup_runtime(CONTROLLER).await;
                 myself.stop(Some("sandbox removed from the store".into()));
             }
@@ -101,7 +192,18 @@ impl Actor for SandboxActor {
                     .map_err(Error::from);
                 let _ = reply.send(outcome);
             }
-            SandboxMsg::Exec { request, reply } => state.exec(request, reply).await,
+            SandboxMsg::Exec { request, reply } => state.exec(request, "", reply).await,
+            SandboxMsg::ExecAs {
+                request,
+                actor,
+                reply,
+            } => state.exec(request, &actor, reply).await,
+            SandboxMsg::Activity => state.touch_activity().await,
+            SandboxMsg::HealthCheck { run } => state.health_check(run),
+            SandboxMsg::Probed { run, outcome } => state.probed(run, outcome).await?,
+            SandboxMsg::RestartAttempt { run } => state.restart_attempt(run).await?,
+            SandboxMsg::StableRun { run } => state.stable_run(run).await?,
+            SandboxMsg::Deadline { run } => state.deadline(run).await?,
             SandboxMsg::WaitSettled { reply } => {
                 if state.settled() {
                     let _ = reply.send(state.sandbox.clone());
@@ -117,12 +219,20 @@ impl Actor for SandboxActor {
 }
 
 impl SandboxState {
-    fn phase(&self) -> Option<SandboxPhase> {
+    pub(super) fn phase(&self) -> Option<SandboxPhase> {
         self.sandbox.phase()
     }
 
     fn settled(&self) -> bool {
         !matches!(self.phase(), None | Some(SandboxPhase::Creating))
+    }
+
+    pub(super) fn restart_count(&self) -> u32 {
+        self.sandbox
+            .status
+            .as_ref()
+            .and_then(|s| s.restart_count)
+            .map_or(0, |n| n.max(0) as u32)
     }
 
     fn observe(&mut self, sandbox: Sandbox) {
@@ -136,8 +246,57 @@ impl SandboxState {
         }
     }
 
+    /// Writes the sandbox after `edit`: as a replace of the copy in memory (one store round
+    /// trip, the common case since this actor is the status's only writer) and, when someone
+    /// else wrote in between, by read-modify-write.
+    pub(super) async fn save(&mut self, edit: impl Fn(&mut Sandbox) + Send + Sync) -> Result<()> {
+        let mut candidate = self.sandbox.clone();
+        edit(&mut candidate);
+        let saved = match self.deps.store.replace_obj(&candidate).await {
+            Ok(saved) => saved,
+            Err(StoreError::Conflict { .. }) => self
+                .deps
+                .store
+                .update_obj::<Sandbox, _>(&self.key.namespace, &self.key.name, |s| {
+                    edit(s);
+                    true
+                })
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("sandbox {} not found", self.key.name)))?,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(Error::NotFound(format!(
+                    "sandbox {} not found",
+                    self.key.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.deps.read_model.apply(saved.clone());
+        self.sandbox = saved;
+        Ok(())
+    }
+
+    /// Appends an event about this sandbox.
+    pub(super) async fn event(
+        &self,
+        reason: &str,
+        event_type: EventType,
+        message: impl Into<String>,
+        actor: &str,
+    ) -> Result<()> {
+        let record = status::sandbox_event(
+            &self.key.namespace,
+            &self.key.name,
+            reason,
+            event_type,
+            message,
+            actor,
+        );
+        Ok(self.deps.store.append_event(record).await?)
+    }
+
     /// Writes a new status (computed from the current one by `change`) and records an event.
-    async fn transition(
+    pub(super) async fn transition(
         &mut self,
         phase: SandboxPhase,
         message: &str,
@@ -145,48 +304,43 @@ impl SandboxState {
         actor: &str,
         change: impl Fn(&mut SandboxStatus) + Send + Sync,
     ) -> Result<()> {
+        self.transition_with(phase, message, event, actor, |_| {}, change)
+            .await
+    }
+
+    /// [`Self::transition`] that also edits the object's metadata in the same write.
+    async fn transition_with(
+        &mut self,
+        phase: SandboxPhase,
+        message: &str,
+        event: (&str, EventType, String),
+        actor: &str,
+        metadata: impl Fn(&mut Sandbox) + Send + Sync,
+        change: impl Fn(&mut SandboxStatus) + Send + Sync,
+    ) -> Result<()> {
         let generation = self.sandbox.metadata.generation;
         let ready_reason = match phase {
             SandboxPhase::Error => event.0,
             other => status::ready_reason(other),
         };
-        let updated = self
-            .deps
-            .store
-            .update_obj::<Sandbox, _>(&self.key.namespace, &self.key.name, |sandbox| {
-                let status = sandbox.status.get_or_insert_with(SandboxStatus::default);
-                status.phase = Some(phase);
-                status.message = Some(message.to_string());
-                change(status);
-                status::set_condition(
-                    status,
-                    READY,
-                    phase == SandboxPhase::Running,
-                    ready_reason,
-                    message,
-                    generation,
-                );
-                true
-            })
-            .await?;
-        let Some(updated) = updated else {
-            return Err(Error::NotFound(format!(
-                "sandbox {} not found",
-                self.key.name
-            )));
-        };
-        self.deps.read_model.apply(updated.clone());
-        self.sandbox = updated;
+        self.save(|sandbox| {
+            metadata(sandbox);
+            let status = sandbox.status.get_or_insert_with(SandboxStatus::default);
+            status.phase = Some(phase);
+            status.message = Some(message.to_string());
+            change(status);
+            status::set_condition(
+                status,
+                READY,
+                phase == SandboxPhase::Running,
+                ready_reason,
+                message,
+                generation,
+            );
+        })
+        .await?;
         let (reason, event_type, text) = event;
-        let record = status::sandbox_event(
-            &self.key.namespace,
-            &self.key.name,
-            reason,
-            event_type,
-            text,
-            actor,
-        );
-        self.deps.store.append_event(record).await?;
+        self.event(reason, event_type, text, actor).await?;
         tracing::info!(sandbox = %self.key, phase = %phase, reason, "sandbox transition");
         if self.settled() {
             for waiter in self.waiters.drain(..) {
@@ -211,21 +365,35 @@ impl SandboxState {
                     }
                 })
                 .await?;
-                self.start(CONTROLLER).await
+                self.start(CONTROLLER, StartKind::First).await
             }
-            Some(SandboxPhase::Creating) => self.start(CONTROLLER).await,
+            Some(SandboxPhase::Creating) => self.start(CONTROLLER, StartKind::Again).await,
             Some(SandboxPhase::Running) => self.readopt().await,
             Some(SandboxPhase::Deleting) => self.finish_delete(CONTROLLER).await,
-            Some(SandboxPhase::Stopped | SandboxPhase::Error) => Ok(()),
+            Some(SandboxPhase::Error) => {
+                self.resume_backoff();
+                Ok(())
+            }
+            Some(SandboxPhase::Stopped) => Ok(()),
         }
     }
 
-    /// After a server restart: keep a sandbox whose processes survived, restart one whose did not.
+    /// After a server restart: keep a sandbox whose processes survived (with its timers armed
+    /// from the stored start and activity times), restart one whose did not.
     async fn readopt(&mut self) -> Result<()> {
         let id = runtime_id(&self.sandbox);
         match self.deps.runtime.probe(&id).await {
             Ok(Liveness::Alive(instance)) => {
                 tracing::info!(sandbox = %self.key, pod = %instance.pod_name, "re-adopted running sandbox");
+                let limits = match self.resolve().await? {
+                    Ok(resolved) => resolved.limits,
+                    Err(_) => RunLimits::from_spec(&self.sandbox.spec).unwrap_or_default(),
+                };
+                let status = self.sandbox.status.clone().unwrap_or_default();
+                let now = Instant::now();
+                let since = instant_of(status.started_at.as_ref()).unwrap_or(now);
+                let last = instant_of(status.last_activity_timestamp.as_ref()).unwrap_or(since);
+                self.enter_running(limits, since, last);
                 Ok(())
             }
             Ok(Liveness::Gone) | Err(_) => {
@@ -243,15 +411,14 @@ impl SandboxState {
                     |_| {},
                 )
                 .await?;
-                self.start(CONTROLLER).await
+                self.start(CONTROLLER, StartKind::Again).await
             }
         }
     }
 
-    /// Resolves the template, prepares the workspace if new, starts the runtime and records the
-    /// outcome. Never returns an error for a sandbox-level failure: that becomes phase Error.
-    async fn start(&mut self, actor: &str) -> Result<()> {
-        let started = Instant::now();
+    /// Resolves the template chain and reduces the effective spec; `Ok(Err((reason, message)))`
+    /// is a permanent failure of this sandbox's configuration.
+    async fn resolve(&self) -> Result<std::result::Result<Resolved, (&'static str, String)>> {
         let templates = StoreTemplates::load(self.deps.store.as_ref()).await?;
         let resolved = match resolve_template(
             &templates,
@@ -260,28 +427,63 @@ impl SandboxState {
         ) {
             Ok(resolved) => resolved,
             Err(e) => {
-                return self
-                    .fail(
-                        "TemplateResolutionFailed",
-                        format!("Template resolution failed: {e}"),
-                        actor,
-                    )
-                    .await;
+                return Ok(Err((
+                    "TemplateResolutionFailed",
+                    format!("Template resolution failed: {e}"),
+                )));
             }
         };
         let effective = effective_sandbox_spec(&self.sandbox.spec, &resolved.spec);
+        let invalid = |e: String| ("InvalidConfig", format!("Invalid configuration: {e}"));
         let spec = match runtime_spec(self.key.to_string(), &effective) {
             Ok(spec) => spec,
-            Err(e) => {
-                return self
-                    .fail(
-                        "InvalidConfig",
-                        format!("Invalid configuration: {e}"),
-                        actor,
-                    )
-                    .await;
-            }
+            Err(e) => return Ok(Err(invalid(e))),
         };
+        let limits = match RunLimits::from_spec(&effective) {
+            Ok(limits) => limits,
+            Err(e) => return Ok(Err(invalid(e))),
+        };
+        Ok(Ok(Resolved {
+            spec,
+            limits,
+            template_rv: resolved.resource_version.clone(),
+            agent: resolved.spec.harness.as_ref().and_then(|h| h.agent.clone()),
+        }))
+    }
+
+    /// Whether a first start may take a pre-started instance: not a clone or restore (their
+    /// workspace exists already) and made from a ClusterSandboxTemplate (what pools hold).
+    fn claimable(&self) -> bool {
+        !self.sandbox.annotations().contains_key(RUNTIME_ID_ANNOTATION)
+            && self.sandbox.spec.clone_from_snapshot.is_none()
+            && self.sandbox.spec.template_ref.is_cluster()
+    }
+
+    /// Resolves the template, claims a warm instance or prepares the workspace, starts the
+    /// runtime and records the outcome. A sandbox-level failure is never an `Err`: a permanent
+    /// one becomes phase Error, a transient one a restart with backoff.
+    async fn start(&mut self, actor: &str, kind: StartKind) -> Result<()> {
+        let started = Instant::now();
+        let resolved = match self.resolve().await? {
+            Ok(resolved) => resolved,
+            Err((reason, message)) => return self.fail(reason, message, actor).await,
+        };
+        if kind == StartKind::First && self.claimable() {
+            let template = self.sandbox.spec.template_ref.name.clone();
+            if let Some(claimed) = self.deps.pool.claim(&template, &resolved.spec).await {
+                match self.deps.runtime.start(&claimed, &resolved.spec).await {
+                    Ok(instance) => {
+                        return self
+                            .started(actor, &resolved, instance, started, Some(claimed))
+                            .await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(sandbox = %self.key, instance = %claimed, error = %e, "claimed warm instance did not start; starting cold");
+                        self.deps.pool.release(claimed);
+                    }
+                }
+            }
+        }
         let id = runtime_id(&self.sandbox);
         match self.deps.runtime.prepare(&id, WorkspaceSeed::Empty).await {
             Ok(()) | Err(RuntimeError::WorkspaceExists(_)) => {}
@@ -295,43 +497,100 @@ impl SandboxState {
                     .await;
             }
         }
-        match self.deps.runtime.start(&id, &spec).await {
+        match self.deps.runtime.start(&id, &resolved.spec).await {
             Ok(instance) => {
-                let elapsed = started.elapsed();
-                let template_name = self.sandbox.spec.template_ref.name.clone();
-                let template_rv = resolved.resource_version.clone();
-                let agent = resolved.spec.harness.as_ref().and_then(|h| h.agent.clone());
-                let event = (
-                    "Running",
-                    EventType::Normal,
-                    format!("Sandbox is ready (startup: {}ms)", elapsed.as_millis()),
-                );
-                self.transition(SandboxPhase::Running, "", event, actor, |s| {
-                    let now = status::now();
-                    s.pod_name = Some(instance.pod_name.clone());
-                    s.pvc_name = Some(instance.workspace.clone());
-                    s.resolved_template = Some(template_name.clone());
-                    s.template_resource_version = Some(template_rv.clone());
-                    s.started_at = Some(now.clone());
-                    s.last_activity_timestamp = Some(now);
-                    s.resolved_agent_spec = agent.clone();
-                })
-                .await
+                self.started(actor, &resolved, instance, started, None)
+                    .await
             }
+            Err(e) if e.is_transient() => self.crashed(&format!("start failed: {e}")).await,
             Err(e) => {
-                let reason = if e.is_transient() {
-                    "StartFailed"
-                } else {
-                    "InvalidConfig"
-                };
-                self.fail(reason, format!("Sandbox failed to start: {e}"), actor)
+                self.fail("InvalidConfig", format!("Sandbox failed to start: {e}"), actor)
                     .await
             }
         }
     }
 
+    /// Starts again after a crash's backoff (never from the warm pool: the workspace exists).
+    pub(super) async fn start_again(&mut self) -> Result<()> {
+        self.start(CONTROLLER, StartKind::Again).await
+    }
+
+    /// Records Running, adopting a claimed warm instance's runtime id in the same write, and
+    /// arms the run's timers.
+    async fn started(
+        &mut self,
+        actor: &str,
+        resolved: &Resolved,
+        instance: RuntimeInstance,
+        begun: Instant,
+        claimed: Option<SandboxId>,
+    ) -> Result<()> {
+        let elapsed = begun.elapsed();
+        let template_name = self.sandbox.spec.template_ref.name.clone();
+        let text = match claimed {
+            Some(_) => format!(
+                "Sandbox is ready from warm pool (startup: {}ms)",
+                elapsed.as_millis()
+            ),
+            None => format!("Sandbox is ready (startup: {}ms)", elapsed.as_millis()),
+        };
+        let event = ("Running", EventType::Normal, text);
+        let adopted = claimed.as_ref().map(|id| id.0.clone());
+        let outcome = self
+            .transition_with(
+                SandboxPhase::Running,
+                "",
+                event,
+                actor,
+                |sandbox| {
+                    if let Some(id) = &adopted {
+                        sandbox
+                            .annotations_mut()
+                            .insert(RUNTIME_ID_ANNOTATION.to_string(), id.clone());
+                    }
+                },
+                |s| {
+                    let now = status::now();
+                    s.pod_name = Some(instance.pod_name.clone());
+                    s.pvc_name = Some(instance.workspace.clone());
+                    s.resolved_template = Some(template_name.clone());
+                    s.template_resource_version = Some(resolved.template_rv.clone());
+                    s.started_at = Some(now.clone());
+                    s.last_activity_timestamp = Some(now);
+                    s.resolved_agent_spec = resolved.agent.clone();
+                },
+            )
+            .await;
+        if let Some(id) = claimed {
+            let warm = match &outcome {
+                Ok(()) => {
+                    self.deps.pool.adopted(id);
+                    true
+                }
+                Err(_) => {
+                    self.deps.pool.release(id);
+                    false
+                }
+            };
+            if warm {
+                self.deps.metrics.warmpool_claims.inc();
+            }
+        }
+        outcome?;
+        let path = if adopted.is_some() { "warm" } else { "cold" };
+        self.deps
+            .metrics
+            .observe_startup(path, elapsed.as_secs_f64());
+        let now = Instant::now();
+        self.activity_persisted_at = Some(now);
+        self.enter_running(resolved.limits, now, now);
+        Ok(())
+    }
+
+    /// Goes to Error for good: a failure no retry can fix.
     async fn fail(&mut self, reason: &str, message: String, actor: &str) -> Result<()> {
         tracing::warn!(sandbox = %self.key, reason, %message, "sandbox failed");
+        self.leave_running();
         let event = (reason, EventType::Warning, message.clone());
         self.transition(SandboxPhase::Error, &message, event, actor, |s| {
             s.pod_name = None;
@@ -340,17 +599,53 @@ impl SandboxState {
         .await
     }
 
+    /// Starts a run: arms the health probe, the stable-period reset (after restarts) and the
+    /// idle / max-runtime deadline.
+    pub(super) fn enter_running(&mut self, limits: RunLimits, since: Instant, last: Instant) {
+        self.leave_running();
+        self.limits = limits;
+        self.running_since = since;
+        self.last_activity = last.max(since);
+        self.arm_health();
+        if self.restart_count() > 0 {
+            let run = self.run;
+            self.timers.stable = Some(
+                self.myself
+                    .send_after(self.deps.timings.stable_period, move || {
+                        SandboxMsg::StableRun { run }
+                    }),
+            );
+        }
+        self.arm_deadline();
+    }
+
+    /// Ends the current run's timers (a pending restart is kept).
+    pub(super) fn leave_running(&mut self) {
+        self.run += 1;
+        self.timers.abort_run();
+        self.pending_stop = None;
+        self.probing = false;
+    }
+
+    /// Ends every timer, a pending restart included (stop, resume, delete).
+    fn cancel_timers(&mut self) {
+        self.leave_running();
+        self.timers.abort_all();
+    }
+
     async fn stop(&mut self, actor: &str) -> Result<Sandbox> {
         let phase = self.phase();
-        if phase != Some(SandboxPhase::Running) {
+        let restart_pending = phase == Some(SandboxPhase::Error) && self.timers.restart.is_some();
+        if phase != Some(SandboxPhase::Running) && !restart_pending {
             return Err(Error::Conflict(format!(
                 "cannot stop sandbox in phase {}",
                 phase_text(phase)
             )));
         }
+        self.cancel_timers();
         self.deps.runtime.stop(&runtime_id(&self.sandbox)).await?;
         let event = (
-            "Stopped",
+            AuditAction::Stop.reason(),
             EventType::Normal,
             "User requested stop".to_string(),
         );
@@ -365,6 +660,10 @@ impl SandboxState {
             },
         )
         .await?;
+        let _ = self.deps.notices.send(SandboxNotice::Stopped {
+            key: self.key.clone(),
+            reason: StopReason::User,
+        });
         Ok(self.sandbox.clone())
     }
 
@@ -376,8 +675,9 @@ impl SandboxState {
                 phase_text(phase)
             )));
         }
+        self.cancel_timers();
         let event = (
-            "Resuming",
+            AuditAction::Resume.reason(),
             EventType::Normal,
             "User requested resume".to_string(),
         );
@@ -385,13 +685,14 @@ impl SandboxState {
             s.restart_count = None;
         })
         .await?;
-        self.start(actor).await?;
+        self.start(actor, StartKind::Again).await?;
         Ok(self.sandbox.clone())
     }
 
     async fn delete(&mut self, actor: &str) -> Result<()> {
+        self.cancel_timers();
         let event = (
-            "Deleting",
+            AuditAction::Delete.reason(),
             EventType::Normal,
             "Sandbox deletion started".to_string(),
         );
@@ -403,21 +704,18 @@ impl SandboxState {
     }
 
     async fn finish_delete(&mut self, actor: &str) -> Result<()> {
+        self.cancel_timers();
         self.deps.runtime.remove(&runtime_id(&self.sandbox)).await?;
         self.deps
             .store
             .delete("Sandbox", &self.key.namespace, &self.key.name)
             .await?;
         self.deps.read_model.remove(&self.key);
-        let record = status::sandbox_event(
-            &self.key.namespace,
-            &self.key.name,
-            "Deleted",
-            EventType::Normal,
-            "Sandbox deleted",
-            actor,
-        );
-        self.deps.store.append_event(record).await?;
+        self.event("Deleted", EventType::Normal, "Sandbox deleted", actor)
+            .await?;
+        let _ = self.deps.notices.send(SandboxNotice::Deleted {
+            key: self.key.clone(),
+        });
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(self.sandbox.clone());
         }
@@ -431,50 +729,73 @@ impl SandboxState {
         }
     }
 
-    async fn exec(&mut self, request: ExecRequest, reply: RpcReplyPort<Result<ExecOutput>>) {
+    /// Runs a command from a task (a long command never blocks the actor) and records it in the
+    /// audit trail. A failure that says the sandbox is gone triggers a health probe at once.
+    async fn exec(
+        &mut self,
+        request: ExecRequest,
+        actor: &str,
+        reply: RpcReplyPort<Result<ExecOutput>>,
+    ) {
         if self.phase() != Some(SandboxPhase::Running) {
             let _ = reply.send(Err(Error::Conflict("sandbox is not running".into())));
             return;
         }
         self.touch_activity().await;
+        // Recorded before the command runs (in order with the sandbox's other events); a
+        // failed write is logged rather than refusing the command.
+        let record = audit::event(
+            &self.key,
+            AuditAction::Exec,
+            actor,
+            audit::exec_message(&request.command),
+        );
+        if let Err(e) = self.deps.store.append_event(record).await {
+            tracing::warn!(sandbox = %self.key, error = %e, "could not record an exec in the audit trail");
+        }
         let runtime = self.deps.runtime.clone();
         let id = runtime_id(&self.sandbox);
+        let (myself, run) = (self.myself.clone(), self.run);
         tokio::spawn(async move {
             let outcome = runtime.exec(&id, request).await.map_err(|e| match e {
                 RuntimeError::NotRunning(_) => Error::Conflict("sandbox is not running".into()),
                 other => Error::Runtime(other),
             });
+            if matches!(
+                outcome,
+                Err(Error::Conflict(_) | Error::Runtime(RuntimeError::Agent { .. }))
+            ) {
+                let _ = myself.cast(SandboxMsg::HealthCheck { run });
+            }
             let _ = reply.send(outcome);
         });
     }
 
-    /// Records activity; persisted at most every [`ACTIVITY_PERSIST_INTERVAL`].
+    /// Records real activity: exact in memory, persisted as `lastActivityTimestamp` at most every
+    /// `activity_persist_interval`. Only a Running sandbox has activity.
     async fn touch_activity(&mut self) {
+        if self.phase() != Some(SandboxPhase::Running) {
+            return;
+        }
+        let now = Instant::now();
+        self.last_activity = now;
         if self
             .activity_persisted_at
-            .is_some_and(|t| t.elapsed() < ACTIVITY_PERSIST_INTERVAL)
+            .is_some_and(|t| now.duration_since(t) < self.deps.timings.activity_persist_interval)
         {
             return;
         }
-        self.activity_persisted_at = Some(Instant::now());
+        self.activity_persisted_at = Some(now);
         let result = self
-            .deps
-            .store
-            .update_obj::<Sandbox, _>(&self.key.namespace, &self.key.name, |sandbox| {
+            .save(|sandbox| {
                 sandbox
                     .status
                     .get_or_insert_with(SandboxStatus::default)
                     .last_activity_timestamp = Some(status::now());
-                true
             })
             .await;
-        match result {
-            Ok(Some(updated)) => {
-                self.deps.read_model.apply(updated.clone());
-                self.sandbox = updated;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(sandbox = %self.key, error = %e, "could not record activity"),
+        if let Err(e) = result {
+            tracing::warn!(sandbox = %self.key, error = %e, "could not record activity");
         }
     }
 }

@@ -5,7 +5,7 @@ use agenttier_crds::Sandbox;
 use ractor::RpcReplyPort;
 
 use crate::Result;
-use crate::runtime::{ExecOutput, ExecRequest, SandboxId};
+use crate::runtime::{ExecOutput, ExecRequest, Liveness, SandboxId};
 use crate::store::WatchEvent;
 
 use super::SandboxKey;
@@ -53,6 +53,44 @@ pub enum SandboxMsg {
         request: ExecRequest,
         /// The output.
         reply: RpcReplyPort<Result<ExecOutput>>,
+    },
+    /// Run a command on behalf of `actor`, who is recorded in the audit trail.
+    ExecAs {
+        /// The command.
+        request: ExecRequest,
+        /// Who asked (a user's subject).
+        actor: String,
+        /// The output.
+        reply: RpcReplyPort<Result<ExecOutput>>,
+    },
+    /// Real activity happened (terminal input, file or port traffic): postpones the idle stop.
+    Activity,
+    /// Timer of the running sandbox: probe its processes (self-healing).
+    HealthCheck {
+        /// The run the timer was armed in; a stale run's timer is ignored.
+        run: u64,
+    },
+    /// The answer of a probe started by [`SandboxMsg::HealthCheck`].
+    Probed {
+        /// The run the probe was made in.
+        run: u64,
+        /// Alive, gone, or the probe itself failed (which proves nothing).
+        outcome: std::result::Result<Liveness, String>,
+    },
+    /// Timer: the backoff after a crash has elapsed; start again on the same workspace.
+    RestartAttempt {
+        /// The run the timer was armed in.
+        run: u64,
+    },
+    /// Timer: the sandbox has stayed up for the stable period; forget earlier restarts.
+    StableRun {
+        /// The run the timer was armed in.
+        run: u64,
+    },
+    /// Timer: an idle or max-runtime deadline, or the warning before one, may be due.
+    Deadline {
+        /// The run the timer was armed in.
+        run: u64,
     },
     /// Answer once the sandbox is no longer Creating.
     WaitSettled {

@@ -2,15 +2,24 @@
 //! and restarts any that fails; the [`ReadModel`] serves reads without touching the actors.
 
 mod actor;
+mod backups;
 mod deps;
+mod healing;
 mod key;
 mod messages;
+mod notice;
 mod read_model;
 mod spec;
 mod status;
 mod supervisor;
 #[cfg(test)]
-mod tests;
+mod healing_tests;
+#[cfg(test)]
+pub(crate) mod tests;
+#[cfg(test)]
+mod timeout_tests;
+mod timeouts;
+mod timings;
 
 use agenttier_crds::Sandbox;
 use kube::ResourceExt;
@@ -19,10 +28,13 @@ pub use actor::{SandboxActor, SandboxActorArgs, SandboxState};
 pub use deps::Deps;
 pub use key::SandboxKey;
 pub use messages::{SandboxMsg, SupervisorMsg};
+pub use notice::{SandboxNotice, StopReason};
 pub use read_model::ReadModel;
 pub use spec::{DEFAULT_MOUNT_PATH, StoreTemplates, runtime_spec};
 pub use status::{CONTROLLER, READY};
 pub use supervisor::{ActorRegistry, SandboxSupervisor, SupervisorArgs, SupervisorState};
+pub use timeouts::RunLimits;
+pub use timings::{SandboxTimings, human as human_duration};
 
 use crate::runtime::SandboxId;
 
@@ -31,6 +43,8 @@ use crate::runtime::SandboxId;
 pub const RUNTIME_ID_ANNOTATION: &str = "agenttier.io/runtime-id";
 /// Label naming the sandbox a clone was made from.
 pub const CLONED_FROM_LABEL: &str = "agenttier.io/cloned-from";
+/// Label naming the sandbox whose backup a restored sandbox was made from (contract §7.4).
+pub const RESTORED_FROM_LABEL: &str = "agenttier.io/restored-from";
 
 /// The runtime id of a stored sandbox.
 pub fn runtime_id(sandbox: &Sandbox) -> SandboxId {

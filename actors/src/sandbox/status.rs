@@ -17,9 +17,10 @@ pub fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// RFC 3339 with nanoseconds, the format of event timestamps.
+/// RFC 3339 with exactly nine fractional digits, the format of event timestamps: fixed width,
+/// so the store's string comparisons (audit time ranges, retention) order them correctly.
 pub fn now_rfc3339_nanos() -> String {
-    Timestamp::now().to_string()
+    format!("{:.9}", Timestamp::now())
 }
 
 /// Sets (or replaces) a condition; `lastTransitionTime` moves only when the status flips.

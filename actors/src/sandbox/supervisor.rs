@@ -11,6 +11,7 @@ use dashmap::DashMap;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::audit::{self, AuditAction};
 use crate::store::{StoreError, TypedStore, WatchEventType};
 use crate::{Error, Result};
 
@@ -205,6 +206,24 @@ impl SupervisorState {
                 other => Error::Store(other),
             })?;
         self.deps.read_model.apply(created.clone());
+        let owner = created
+            .spec
+            .created_by
+            .as_ref()
+            .map(|c| c.sub.clone())
+            .unwrap_or_default();
+        let message = format!(
+            "Sandbox created from template {}",
+            created.spec.template_ref.name
+        );
+        audit::record(
+            self.deps.store.as_ref(),
+            &key,
+            AuditAction::Create,
+            &owner,
+            message,
+        )
+        .await?;
         self.spawn(myself, created.clone())
             .await
             .map_err(|e| Error::Unavailable(format!("could not start the sandbox actor: {e}")))?;

@@ -15,13 +15,14 @@ use crate::runtime::fake::FakeRuntime;
 use crate::runtime::{ExecRequest, Runtime};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{EventFilter, Store, TypedStore};
-use crate::{ActorSystem, CloneRequest, Error};
+use crate::pool::PoolOptions;
+use crate::{ActorSystem, CloneRequest, Error, SystemOptions};
 
-use super::{READY, SandboxKey, SandboxMsg, runtime_id};
+use super::{READY, SandboxKey, SandboxMsg, SandboxTimings, runtime_id};
 
-const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
-async fn store_with_template() -> Arc<SqliteStore> {
+pub(crate) async fn store_with_template() -> Arc<SqliteStore> {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let template = ClusterSandboxTemplate::new(
         "shell",
@@ -34,7 +35,7 @@ async fn store_with_template() -> Arc<SqliteStore> {
     store
 }
 
-fn sandbox(name: &str, template: &str) -> Sandbox {
+pub(crate) fn sandbox(name: &str, template: &str) -> Sandbox {
     let mut sandbox = Sandbox::new(
         name,
         SandboxSpec {
@@ -54,7 +55,7 @@ fn sandbox(name: &str, template: &str) -> Sandbox {
     sandbox
 }
 
-fn exec(command: &str) -> ExecRequest {
+pub(crate) fn exec(command: &str) -> ExecRequest {
     ExecRequest {
         command: command.into(),
         timeout: Duration::from_secs(5),
@@ -70,8 +71,69 @@ async fn start(store: Arc<SqliteStore>, runtime: Arc<FakeRuntime>) -> ActorSyste
         .unwrap()
 }
 
+/// Timers scaled down so healing and timeouts run in milliseconds: probes every 20 ms, backoff
+/// 50/100/200/400/800 ms, a 100 ms grace window, no stable-period reset unless a test sets one.
+pub(crate) fn fast_timings() -> SandboxTimings {
+    SandboxTimings {
+        health_interval: Duration::from_millis(20),
+        restart_backoff_base: Duration::from_millis(50),
+        max_restarts: 5,
+        stable_period: Duration::from_secs(3600),
+        stop_grace: Duration::from_millis(100),
+        activity_persist_interval: Duration::from_millis(10),
+    }
+}
+
+/// An actor system with `timings` and a fast warm pool.
+pub(crate) async fn start_with(
+    store: Arc<SqliteStore>,
+    runtime: Arc<FakeRuntime>,
+    timings: SandboxTimings,
+) -> ActorSystem {
+    let options = SystemOptions {
+        timings,
+        pool: PoolOptions {
+            reconcile_interval: Duration::from_millis(50),
+            retry_base: Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    ActorSystem::start_with(store as Arc<dyn Store>, runtime as Arc<dyn Runtime>, options)
+        .await
+        .unwrap()
+}
+
+/// The reasons and messages of a sandbox's events, oldest first.
+pub(crate) async fn events_of(store: &SqliteStore, name: &str) -> Vec<(String, String)> {
+    store
+        .list_events(&EventFilter {
+            object_name: Some(name.into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|e| (e.reason, e.message))
+        .collect()
+}
+
+/// Polls `check` every 10 ms for up to `limit`; fails the test with `what` otherwise.
+pub(crate) async fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not reached within {limit:?}");
+}
+
 /// Polls until `check` holds (actors work asynchronously); fails the test after 5 s.
-async fn eventually(mut check: impl FnMut() -> bool) {
+pub(crate) async fn eventually(mut check: impl FnMut() -> bool) {
     for _ in 0..500 {
         if check() {
             return;
@@ -187,7 +249,16 @@ async fn full_life_cycle_keeps_the_workspace() {
     assert_eq!(
         reasons,
         [
-            "Creating", "Running", "Stopped", "Resuming", "Running", "Deleting", "Deleted"
+            "Created",
+            "Creating",
+            "Running",
+            "CommandExecuted",
+            "Stopped",
+            "Resuming",
+            "Running",
+            "CommandExecuted",
+            "Deleting",
+            "Deleted"
         ]
     );
     system.shutdown().await;

@@ -101,6 +101,10 @@ pub trait Store: Send + Sync + 'static {
     /// Lists events, newest first, matching `filter`.
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
 
+    /// Deletes events whose timestamp sorts before `before` (RFC 3339, as events store it), for
+    /// audit retention; returns how many were deleted.
+    async fn prune_events(&self, before: &str) -> Result<u64>;
+
     /// Stores an API key record.
     async fn put_api_key(&self, record: ApiKeyRecord) -> Result<()>;
 

@@ -44,7 +44,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE objects (
         user_id TEXT NOT NULL,
         record TEXT NOT NULL
     );
-    CREATE INDEX api_keys_user ON api_keys (user_id);"];
+    CREATE INDEX api_keys_user ON api_keys (user_id);",
+    // Audit queries filter by action (reason) and user (actor).
+    "CREATE INDEX events_reason ON events (reason);
+    CREATE INDEX events_actor ON events (actor);"];
 
 /// The settings key of the resourceVersion counter.
 const RV_KEY: &str = "resource_version";
@@ -409,6 +412,15 @@ impl Store for SqliteStore {
                 },
             )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn prune_events(&self, before: &str) -> Result<u64> {
+        let before = before.to_string();
+        self.with_conn(move |conn, _| {
+            let deleted = conn.execute("DELETE FROM events WHERE timestamp < ?1", [before])?;
+            Ok(deleted as u64)
         })
         .await
     }

@@ -4,7 +4,7 @@ use agenttier_actors::sandbox::SandboxKey;
 use agenttier_crds::Sandbox;
 use kube::ResourceExt;
 
-use crate::auth::Identity;
+use crate::auth::{Access, Identity};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -47,4 +47,29 @@ pub fn viewable(state: &AppState, identity: &Identity, id: &str) -> Result<Sandb
         )));
     }
     Ok(sandbox)
+}
+
+/// The sandbox, if the caller has at least `needed` access (owner, admin, or a share level).
+/// Callers with no access get the contract's 404; callers who can see the sandbox through a
+/// share but lack the level get a 403 that says what their share allows.
+pub fn with_access(
+    state: &AppState,
+    identity: &Identity,
+    id: &str,
+    needed: Access,
+) -> Result<(SandboxKey, Sandbox), ApiError> {
+    let sandbox = find(state, id)?;
+    let access = identity.access(&sandbox);
+    if access >= needed {
+        return Ok((SandboxKey::of(&sandbox), sandbox));
+    }
+    match access {
+        Access::None => Err(ApiError::NotFound(format!("access denied to sandbox {id}"))),
+        Access::Viewer => Err(ApiError::Forbidden(format!(
+            "viewer access to sandbox {id} does not allow this"
+        ))),
+        Access::Collaborator | Access::Owner => Err(ApiError::Forbidden(format!(
+            "only the owner of sandbox {id} may do this"
+        ))),
+    }
 }

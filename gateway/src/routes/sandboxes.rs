@@ -18,8 +18,8 @@ use agenttier_crds::{
 };
 use kube::ResourceExt;
 
-use super::{lookup, validate};
-use crate::auth::Identity;
+use super::{governance, lookup, validate};
+use crate::auth::{Access, Identity, credentials};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::state::AppState;
@@ -150,6 +150,8 @@ pub async fn create(
         created_by: Some(identity.as_created_by()),
         ..Default::default()
     };
+    // Governance decides before anything is stored; the reservation lives until the create returns.
+    let (spec, _admission) = governance::admit(&state, &namespace, &name, spec).await?;
     let mut sandbox = Sandbox::new(&name, spec);
     sandbox.metadata.namespace = Some(namespace);
     let created = state
@@ -268,13 +270,18 @@ pub async fn clone(
         ),
     };
     validate::dns_label("name", &name)?;
+    // A clone is a new sandbox: it passes governance like a create (the contract skips this).
+    let mut spec = source.spec.clone();
+    spec.created_by = Some(identity.as_created_by());
+    spec.clone_from_snapshot = None;
+    let (spec, _admission) = governance::admit(&state, &key.namespace, &name, spec).await?;
     let request = CloneRequest {
         name,
         created_by: identity.as_created_by(),
     };
     let clone = state
         .control
-        .clone_sandbox(&key, request, state.config.settle_wait)
+        .clone_with_spec(&key, request, Some(spec), state.config.settle_wait)
         .await?;
     let clone_name = clone.name_any();
     Ok((
@@ -304,7 +311,8 @@ pub async fn exec(
     Path(id): Path<String>,
     body: Result<ApiJson<ExecBody>, ApiError>,
 ) -> ApiResult<Json<Value>> {
-    let (key, sandbox) = lookup::owned(&state, &identity, &id)?;
+    // Collaborators may exec too; viewers may not.
+    let (key, sandbox) = lookup::with_access(&state, &identity, &id, Access::Collaborator)?;
     if sandbox.phase() != Some(agenttier_crds::SandboxPhase::Running) {
         return Err(ApiError::Conflict("sandbox is not running".into()));
     }
@@ -324,15 +332,133 @@ pub async fn exec(
             state.config.max_exec_timeout.as_secs()
         )));
     }
-    let request = ExecRequest {
+    let mut request = ExecRequest {
         command,
         timeout,
         env: Default::default(),
         working_dir: None,
         stdin: Vec::new(),
     };
-    let output = state.control.exec(&key, request).await?;
+    // The sandbox's credentials exist for this session only.
+    credentials::for_sandbox(state.control.store.as_ref(), &sandbox)
+        .await?
+        .apply(&mut request);
+    let output = state.control.exec_as(&key, request, &identity.sub).await?;
     Ok(Json(
         json!({"stdout": output.stdout, "stderr": output.stderr, "exitCode": output.exit_code}),
     ))
+}
+
+/// The body of PATCH `/sandboxes/{id}` (contract §4.6).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchSandbox {
+    idle_timeout: Option<String>,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// PATCH `/sandboxes/{id}` (owner/admin): changes the idle timeout and resources (checked
+/// against governance's value rules) and merges labels and annotations. Resources apply on
+/// the next start.
+pub async fn patch(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchSandbox>,
+) -> ApiResult<Json<Value>> {
+    let (key, sandbox) = lookup::owned(&state, &identity, &id)?;
+    if body.idle_timeout.is_none()
+        && body.resources.is_none()
+        && body.labels.is_none()
+        && body.annotations.is_none()
+    {
+        return Err(ApiError::BadRequest(
+            "at least one of idleTimeout, resources, labels or annotations is required".into(),
+        ));
+    }
+    if let Some(idle) = &body.idle_timeout {
+        validate::positive_duration("idleTimeout", idle)?;
+    }
+    if let Some(resources) = &body.resources {
+        for (name, quantity) in resources
+            .limits
+            .iter()
+            .chain(resources.requests.iter())
+            .flatten()
+        {
+            agenttier_crds::quantity::parse_quantity(&quantity.0).map_err(|e| {
+                ApiError::BadRequest(format!("invalid resources value for {name}: {e}"))
+            })?;
+        }
+    }
+    if body.idle_timeout.is_some() || body.resources.is_some() {
+        let mut changed = sandbox.spec.clone();
+        if let Some(idle) = &body.idle_timeout {
+            changed.idle_timeout = Some(idle.clone());
+        }
+        if let Some(resources) = &body.resources {
+            changed.resources = Some(resources.clone());
+        }
+        // Only the rules about what this request changes: a policy tightened since creation
+        // must not block an unrelated change.
+        let violations = state
+            .control
+            .governance
+            .check_limits(&key.namespace, changed)
+            .await?
+            .into_iter()
+            .filter(|v| {
+                (body.idle_timeout.is_some() && v.field == "idleTimeout")
+                    || (body.resources.is_some() && v.field.starts_with("resources."))
+            })
+            .collect();
+        governance::deny_if_violated(violations)?;
+    }
+    let updated = state
+        .control
+        .store
+        .update_obj::<Sandbox, _>(&key.namespace, &key.name, |s| {
+            if let Some(idle) = &body.idle_timeout {
+                s.spec.idle_timeout = Some(idle.clone());
+            }
+            if let Some(resources) = &body.resources {
+                s.spec.resources = Some(resources.clone());
+            }
+            if let Some(labels) = &body.labels {
+                s.labels_mut()
+                    .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            if let Some(annotations) = &body.annotations {
+                s.annotations_mut()
+                    .extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            true
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("sandbox {id} not found")))?;
+    state.control.read_model.apply(updated);
+    let mut applied = serde_json::Map::new();
+    for (field, present, when) in [
+        ("idleTimeout", body.idle_timeout.is_some(), "immediately"),
+        ("resources", body.resources.is_some(), "on-restart"),
+        ("labels", body.labels.is_some(), "immediately"),
+        ("annotations", body.annotations.is_some(), "immediately"),
+    ] {
+        if present {
+            applied.insert(field.into(), json!(when));
+        }
+    }
+    let restart_required = body.resources.is_some();
+    let mut answer = json!({
+        "sandboxId": key.name,
+        "applied": applied,
+        "restartRequired": restart_required,
+    });
+    if restart_required {
+        answer["message"] =
+            json!("resource changes take effect after the sandbox is stopped and resumed");
+    }
+    Ok(Json(answer))
 }

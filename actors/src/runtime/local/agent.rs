@@ -3,6 +3,8 @@
 //! [protocol](super::protocol) on the listening socket the host created and passed down, and
 //! reports readiness by writing `ready\n` to stdout (never writing there again). Its stderr is the
 //! sandbox's `agent.log`. It stays small: one current-thread tokio runtime, no logging framework.
+//! Besides exec it serves PTYs ([`super::serve_pty`]), files ([`super::serve_files`]), archives
+//! ([`super::zip_stream`], [`super::unpack`]) and port relays ([`super::serve_port`]), each on its own connection.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -16,7 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::runtime::EXEC_OUTPUT_CAP;
 
 use super::protocol::{Request, Response, read_frame, write_frame};
-use super::{seccomp, spawn};
+use super::{seccomp, serve_files, serve_port, serve_pty, spawn, unpack, zip_stream};
 
 /// How long output is still collected after a command's main process exited (or was killed), for
 /// background processes that keep its pipes open; they keep running, their later output is lost.
@@ -156,6 +158,39 @@ async fn handle(mut stream: UnixStream, workdir: std::sync::Arc<str>) {
         Request::Ping => Response::Pong {
             pid: std::process::id(),
         },
+        Request::OpenPty {
+            command,
+            cols,
+            rows,
+            env,
+            working_dir,
+        } => {
+            let dir = working_dir.unwrap_or_else(|| workdir.to_string());
+            let options = serve_pty::PtyOptions {
+                command,
+                cols,
+                rows,
+                env,
+                dir,
+            };
+            return serve_pty::serve(stream, options).await;
+        }
+        Request::ListDir { path } => serve_files::list_dir(path).await,
+        Request::ReadFile { path, max_bytes } => {
+            return serve_files::read_file(stream, path, max_bytes).await;
+        }
+        Request::WriteFile { path, max_bytes } => {
+            return serve_files::write_file(stream, path, max_bytes).await;
+        }
+        Request::Archive { path, root } => {
+            return zip_stream::send_archive(stream, path, root).await;
+        }
+        Request::Unpack {
+            dir,
+            format,
+            max_bytes,
+        } => return unpack::receive_unpack(stream, dir, format, max_bytes).await,
+        Request::ConnectPort { port } => return serve_port::relay(stream, port).await,
         Request::Exec {
             command,
             timeout_ms,

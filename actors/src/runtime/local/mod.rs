@@ -16,10 +16,17 @@ mod host;
 mod layout;
 mod process;
 mod protocol;
+mod pty;
 mod seccomp;
+mod serve_files;
+mod serve_port;
+mod serve_pty;
+mod snapshot;
 mod spawn;
 mod state;
+mod unpack;
 mod workspace;
+mod zip_stream;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -36,7 +43,11 @@ pub use config::{
 
 use super::{
     ExecOutput, ExecRequest, Liveness, Result, Runtime, RuntimeError, RuntimeInstance, RuntimeSpec,
-    SandboxId, WorkspaceSeed,
+    SandboxId, SnapshotInfo, WorkspaceSeed,
+};
+use super::{
+    ArchiveFormat, ByteStream, DirListing, FileDownload, PortConnection, PtyRequest, PtySession,
+    UnpackSummary,
 };
 use bwrap::{BwrapPlan, RootFs};
 use cgroup::{CgroupSupport, Limits, SandboxCgroup};
@@ -266,7 +277,14 @@ impl LocalRuntime {
         // (a container image reference such as `python:3.12`) means nothing without a container
         // runtime, so the sandbox gets the host's read-only /usr, /etc and /opt instead.
         let image_root = match spec.image.as_deref().map(Path::new) {
-            Some(dir) if dir.is_absolute() && dir.is_dir() => Some(
+            // An absolute path names a root filesystem; one that is not there can never start.
+            Some(dir) if dir.is_absolute() && !dir.is_dir() => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "image {} names a root filesystem directory that does not exist",
+                    dir.display()
+                )));
+            }
+            Some(dir) if dir.is_absolute() => Some(
                 RootFs::image(dir)
                     .map_err(|e| RuntimeError::io(format!("reading image {}", dir.display()), e))?,
             ),
@@ -477,6 +495,84 @@ impl Runtime for LocalRuntime {
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecOutput> {
         let paths = self.layout.sandbox(id)?;
         AgentClient::new(&id.0, &paths.socket).exec(request).await
+    }
+
+    async fn open_pty(&self, id: &SandboxId, request: PtyRequest) -> Result<PtySession> {
+        let paths = self.layout.sandbox(id)?;
+        AgentClient::new(&id.0, &paths.socket).open_pty(request).await
+    }
+
+    async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<DirListing> {
+        let paths = self.layout.sandbox(id)?;
+        AgentClient::new(&id.0, &paths.socket).list_dir(path).await
+    }
+
+    async fn read_file(&self, id: &SandboxId, path: &str, max_bytes: u64) -> Result<FileDownload> {
+        let paths = self.layout.sandbox(id)?;
+        AgentClient::new(&id.0, &paths.socket)
+            .read_file(path, max_bytes)
+            .await
+    }
+
+    async fn write_file(
+        &self,
+        id: &SandboxId,
+        path: &str,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<u64> {
+        let paths = self.layout.sandbox(id)?;
+        AgentClient::new(&id.0, &paths.socket)
+            .write_file(path, body, max_bytes)
+            .await
+    }
+
+    async fn archive(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        let paths = self.layout.sandbox(id)?;
+        AgentClient::new(&id.0, &paths.socket)
+            .archive(path, super::files::ARCHIVE_ROOT)
+            .await
+    }
+
+    async fn unpack(
+        &self,
+        id: &SandboxId,
+        dir: &str,
+        format: Option<ArchiveFormat>,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<UnpackSummary> {
+        let paths = self.layout.sandbox(id)?;
+        AgentClient::new(&id.0, &paths.socket)
+            .unpack(dir, format, body, max_bytes)
+            .await
+    }
+
+    /// Reaches the port through the agent, which lives in the sandbox's network namespace, so
+    /// the sandbox gets no network of its own for it.
+    async fn connect_port(&self, id: &SandboxId, port: u16) -> Result<PortConnection> {
+        let paths = self.layout.sandbox(id)?;
+        let stream = AgentClient::new(&id.0, &paths.socket)
+            .connect_port(port)
+            .await?;
+        Ok(Box::new(stream))
+    }
+
+    async fn snapshot(&self, id: &SandboxId, name: &str) -> Result<SnapshotInfo> {
+        snapshot::create(id, &self.layout.sandbox(id)?, name).await
+    }
+
+    async fn list_snapshots(&self, id: &SandboxId) -> Result<Vec<SnapshotInfo>> {
+        snapshot::list(&self.layout.sandbox(id)?)
+    }
+
+    async fn delete_snapshot(&self, id: &SandboxId, name: &str) -> Result<bool> {
+        snapshot::delete(&self.layout.sandbox(id)?, name)
+    }
+
+    async fn restore_snapshot(&self, id: &SandboxId, name: &str, target: &SandboxId) -> Result<()> {
+        let (paths, target_paths) = (self.layout.sandbox(id)?, self.layout.sandbox(target)?);
+        snapshot::restore(id, &paths, name, target, &target_paths).await
     }
 }
 

@@ -2,16 +2,29 @@
 //!
 //! A frame is a big-endian `u32` length followed by that many bytes of JSON. Each connection
 //! starts with one [`Request`] frame from the host; a request/response call gets exactly one
-//! [`Response`] frame back. Messages are enums tagged by `"type"`, so streaming calls (PTYs,
-//! invoke) can be added later as requests whose connection then carries further frames in both
-//! directions, without changing how frames or existing messages look.
+//! [`Response`] frame back. Messages are enums tagged by `"type"`.
+//!
+//! Streaming calls answer their request with one `Response` too (`PtyOpened`, `FileStart`,
+//! `ArchiveStart`, `Ready`, `Connected`, or an error) and then carry more on the same connection:
+//! - PTY: [`Chunk`] frames both ways (`Data`, `Resize` in; `Data`, then `Exited` out); the host
+//!   closing its side hangs the terminal up.
+//! - Download and archive: `Data` chunks out, then `End` (or `Failed`).
+//! - Upload (file or archive): `Data` chunks in, then `End`; the agent answers `Written` or
+//!   `Unpacked` (or `FileError`).
+//! - Port: after `Connected` the connection is a raw byte pipe to the port, without frames.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
+
+use crate::runtime::{ArchiveFormat, DirListing, FileErrorKind, UnpackSummary};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The most file or PTY bytes one `Data` chunk carries; frames stay far below [`MAX_FRAME`] and
+/// memory per connection stays small.
+pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// The largest frame either side accepts. Exec output is capped at 1 MiB per stream, but JSON
 /// escaping of control bytes can grow it up to six times.
@@ -38,6 +51,98 @@ pub enum Request {
         /// Bytes fed to the command's stdin (base64 on the wire), then closed.
         #[serde(default, with = "base64_bytes")]
         stdin: Vec<u8>,
+    },
+    /// Open a PTY running `command` (falling back to `/bin/sh -l` when it does not exist);
+    /// answered with [`Response::PtyOpened`], then [`Chunk`]s both ways.
+    OpenPty {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+        /// Extra environment.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Working directory; `None` = the sandbox's default.
+        #[serde(default)]
+        working_dir: Option<String>,
+    },
+    /// List a directory; answered with [`Response::DirListing`].
+    ListDir {
+        /// Clean absolute path.
+        path: String,
+    },
+    /// Send a regular file: [`Response::FileStart`], then `Data` chunks and `End`.
+    ReadFile {
+        /// Clean absolute path.
+        path: String,
+        /// Refuse files larger than this.
+        max_bytes: u64,
+    },
+    /// Receive a file: [`Response::Ready`], then the host sends `Data` chunks and `End`, and the
+    /// agent answers [`Response::Written`].
+    WriteFile {
+        /// Clean absolute path.
+        path: String,
+        /// Refuse bodies larger than this.
+        max_bytes: u64,
+    },
+    /// Send a zip of a directory: [`Response::ArchiveStart`], then `Data` chunks and `End`.
+    Archive {
+        /// Clean absolute path of the directory.
+        path: String,
+        /// The directory the archived tree must resolve within (the workspace).
+        root: String,
+    },
+    /// Receive a tar or zip and unpack it into `dir`: [`Response::Ready`], then `Data` chunks
+    /// and `End` from the host, then [`Response::Unpacked`].
+    Unpack {
+        /// Clean absolute path of the destination directory (created if missing).
+        dir: String,
+        /// The format; `None` = guess from the first bytes.
+        #[serde(default)]
+        format: Option<ArchiveFormat>,
+        /// Refuse uploads larger than this (and content that unpacks to more than 4 times it).
+        max_bytes: u64,
+    },
+    /// Connect to TCP `port` on the sandbox's loopback: [`Response::Connected`], then raw bytes.
+    ConnectPort {
+        /// The port.
+        port: u16,
+    },
+}
+
+/// The frames that follow a streaming request or answer, in either direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Chunk {
+    /// Bytes: PTY input or output, or a piece of a file or archive (base64 on the wire).
+    Data {
+        /// The bytes.
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
+    },
+    /// A new PTY window size.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// The stream is complete.
+    End,
+    /// The PTY's shell exited; nothing follows.
+    Exited {
+        /// The exit code, or 128+signal; `None` when unknown.
+        code: Option<i32>,
+    },
+    /// The stream broke off; nothing follows.
+    Failed {
+        /// What kind of failure.
+        kind: FileErrorKind,
+        /// Why.
+        message: String,
     },
 }
 
@@ -66,6 +171,44 @@ pub enum Response {
     /// The request could not be served.
     Error {
         /// What went wrong.
+        message: String,
+    },
+    /// A PTY is open; [`Chunk`]s follow.
+    PtyOpened {
+        /// The shell's pid inside the sandbox.
+        pid: u32,
+    },
+    /// A directory's entries.
+    DirListing {
+        /// The listing.
+        listing: DirListing,
+    },
+    /// A file's bytes follow.
+    FileStart {
+        /// Its size; exactly this many bytes follow.
+        size: u64,
+    },
+    /// A zip stream follows.
+    ArchiveStart,
+    /// The agent is ready for the upload's chunks.
+    Ready,
+    /// A file upload is complete.
+    Written {
+        /// Bytes written.
+        bytes: u64,
+    },
+    /// An archive upload is unpacked.
+    Unpacked {
+        /// What was unpacked.
+        summary: UnpackSummary,
+    },
+    /// The port answered; the connection is now a raw pipe to it.
+    Connected,
+    /// A file operation was refused or failed.
+    FileError {
+        /// What kind of failure.
+        kind: FileErrorKind,
+        /// Why, for the client.
         message: String,
     },
 }
@@ -181,6 +324,48 @@ mod tests {
         let exec: Request =
             serde_json::from_str(r#"{"type":"Exec","command":"true","timeout_ms":5}"#).unwrap();
         assert!(matches!(exec, Request::Exec { stdin, .. } if stdin.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn streaming_frames_round_trip() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let chunks = [
+            Chunk::Data {
+                data: vec![0, 1, 2, 255],
+            },
+            Chunk::Resize { cols: 80, rows: 24 },
+            Chunk::Exited { code: Some(130) },
+            Chunk::Failed {
+                kind: FileErrorKind::NotFound,
+                message: "gone".into(),
+            },
+            Chunk::End,
+        ];
+        for chunk in &chunks {
+            write_frame(&mut a, chunk).await.unwrap();
+        }
+        for chunk in &chunks {
+            assert_eq!(
+                read_frame::<_, Chunk>(&mut b).await.unwrap().as_ref(),
+                Some(chunk)
+            );
+        }
+        let open: Request = serde_json::from_str(
+            r#"{"type":"OpenPty","command":["/bin/bash","-l"],"cols":80,"rows":24}"#,
+        )
+        .unwrap();
+        assert!(matches!(open, Request::OpenPty { env, working_dir: None, .. } if env.is_empty()));
+        let unpack: Request = serde_json::from_str(
+            r#"{"type":"Unpack","dir":"/workspace","format":"zip","max_bytes":5}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            unpack,
+            Request::Unpack {
+                format: Some(ArchiveFormat::Zip),
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

@@ -47,12 +47,27 @@ pub async fn prepare(
     Ok(())
 }
 
+/// Creates the sandbox directory with a workspace copied from `source` (a snapshot's copy of
+/// another workspace). Fails with `WorkspaceExists` when the sandbox already has a workspace.
+pub async fn prepare_from(id: &str, paths: &SandboxPaths, source: &Path) -> Result<()> {
+    if paths.workspace.exists() {
+        return Err(RuntimeError::WorkspaceExists(id.to_owned()));
+    }
+    if !source.is_dir() {
+        return Err(RuntimeError::NoWorkspace(source.display().to_string()));
+    }
+    make_dir(&paths.root, ROOT_MODE)?;
+    ensure_run_dir(paths)?;
+    copy_tree(source, &paths.workspace).await
+}
+
 /// Makes sure the root-owned run directory exists with its mode (bubblewrap needs it to mount).
 pub fn ensure_run_dir(paths: &SandboxPaths) -> Result<()> {
     make_dir(&paths.run, RUN_MODE)
 }
 
-fn make_dir(dir: &Path, mode: u32) -> Result<()> {
+/// Creates `dir` (if needed) with exactly `mode`.
+pub fn make_dir(dir: &Path, mode: u32) -> Result<()> {
     match std::fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -67,7 +82,7 @@ fn make_dir(dir: &Path, mode: u32) -> Result<()> {
 /// copy-on-write where the filesystem can) into a temporary name, then renames it into place so
 /// a failed copy never looks like a workspace. The source may be in use: files that vanish
 /// during the copy are skipped.
-async fn copy_tree(source: &Path, dest: &Path) -> Result<()> {
+pub async fn copy_tree(source: &Path, dest: &Path) -> Result<()> {
     let partial = dest.with_file_name("workspace.partial");
     remove_tree(&partial)?;
     let output = tokio::process::Command::new("cp")
