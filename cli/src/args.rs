@@ -119,6 +119,75 @@ pub struct ServeArgs {
     /// The least time between two key refreshes caused by tokens with an unknown `kid`.
     #[arg(long, default_value = "10s", value_parser = go_duration)]
     pub oidc_jwks_min_refresh_interval: std::time::Duration,
+    /// Self-healing, automatic stops, the warm pool and audit retention.
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+    /// Terminal sessions and file uploads.
+    #[command(flatten)]
+    pub interactive: InteractiveArgs,
+}
+
+/// Terminal sessions (reconnect window, keepalive, replay buffer) and multi-file uploads.
+#[derive(Args, Debug, Clone)]
+pub struct InteractiveArgs {
+    /// How long a terminal session whose clients all left keeps its shell for a reconnect with
+    /// `?session=<id>` (Go duration).
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    pub terminal_reconnect_window: std::time::Duration,
+    /// How often terminal connections get a ping frame and a `heartbeat` message (Go
+    /// duration); a connection silent for two intervals plus 10 s is dropped.
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    pub terminal_heartbeat_interval: std::time::Duration,
+    /// Bytes of recent terminal output kept per session to replay to a reconnecting client.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub terminal_replay_bytes: usize,
+    /// The largest tar or zip accepted by `POST /sandboxes/{id}/files-upload`, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_upload_bytes: u64,
+}
+
+/// Timers of the sandbox actors, the warm pool and the audit trail. The hidden ones exist so
+/// tests can run the contract's minutes-long schedules in milliseconds.
+#[derive(Args, Debug, Clone)]
+pub struct LifecycleArgs {
+    /// Warning time before an automatic (idle or max-runtime) stop; activity during it
+    /// postpones an idle stop.
+    #[arg(long, default_value = "60s", value_parser = go_duration)]
+    pub stop_grace: std::time::Duration,
+    /// How long audit events are kept (Go duration, or days such as `30d`; `0` keeps them
+    /// forever).
+    #[arg(long, default_value = "30d", value_parser = retention)]
+    pub audit_retention: std::time::Duration,
+    /// How often events past the audit retention are deleted.
+    #[arg(long, default_value = "1h", value_parser = go_duration, hide = true)]
+    pub audit_prune_interval: std::time::Duration,
+    /// How often a running sandbox's processes are probed.
+    #[arg(long, default_value = "2s", value_parser = go_duration, hide = true)]
+    pub health_interval: std::time::Duration,
+    /// The first self-healing delay; attempts wait 1, 2, 4, 8 and 16 times it.
+    #[arg(long, default_value = "10s", value_parser = go_duration, hide = true)]
+    pub restart_backoff_base: std::time::Duration,
+    /// Restart attempts before a crashing sandbox is left in Error.
+    #[arg(long, default_value_t = 5, hide = true)]
+    pub max_restarts: u32,
+    /// How long a restarted sandbox must stay up before its restart count is reset.
+    #[arg(long, default_value = "5m", value_parser = go_duration, hide = true)]
+    pub restart_stable_period: std::time::Duration,
+    /// How often `lastActivityTimestamp` is written at most.
+    #[arg(long, default_value = "10s", value_parser = go_duration, hide = true)]
+    pub activity_persist_interval: std::time::Duration,
+    /// How often the warm pool re-resolves templates and probes its ready sandboxes.
+    #[arg(long, default_value = "15s", value_parser = go_duration, hide = true)]
+    pub warm_pool_interval: std::time::Duration,
+}
+
+/// Parses a retention: `30d` (days) or a Go duration.
+fn retention(value: &str) -> Result<std::time::Duration, String> {
+    match value.strip_suffix('d').map(str::parse::<u64>) {
+        Some(Ok(days)) => Ok(std::time::Duration::from_secs(days * 24 * 3600)),
+        Some(Err(e)) => Err(format!("invalid number of days: {e}")),
+        None => go_duration(value),
+    }
 }
 
 /// Parses a Go duration flag (`30s`, `5m`).

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use kube::ResourceExt;
 
-use agenttier_actors::ActorSystem;
+use agenttier_actors::pool::PoolOptions;
+use agenttier_actors::sandbox::SandboxTimings;
+use agenttier_actors::{ActorSystem, SystemOptions};
 use agenttier_actors::runtime::Runtime;
 use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use agenttier_actors::store::sqlite::SqliteStore;
@@ -16,7 +18,7 @@ use agenttier_crds::ClusterSandboxTemplate;
 use agenttier_gateway::auth::{Authenticator, OidcConfig, OidcVerifier, api_keys};
 use agenttier_gateway::{AppState, GatewayConfig};
 
-use crate::args::{RuntimeKind, ServeArgs};
+use crate::args::{LifecycleArgs, RuntimeKind, ServeArgs};
 
 /// The settings key recording that the first admin key was minted.
 const BOOTSTRAP_KEY_SETTING: &str = "bootstrap_admin_key_id";
@@ -41,7 +43,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             Arc::new(LocalRuntime::new(config).context("cannot start the local runtime")?)
         }
     };
-    let system = ActorSystem::start(store.clone() as Arc<dyn Store>, runtime)
+    let options = system_options(&args.lifecycle, &args.sandbox_namespace);
+    let system = ActorSystem::start_with(store.clone() as Arc<dyn Store>, runtime, options)
         .await
         .context("cannot start the actor system")?;
     let state = AppState {
@@ -50,6 +53,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config: Arc::new(GatewayConfig {
             default_namespace: args.sandbox_namespace.clone(),
             log_level: Some(log_level),
+            terminal: agenttier_gateway::routes::terminal::TerminalConfig {
+                heartbeat: args.interactive.terminal_heartbeat_interval,
+                reconnect_window: args.interactive.terminal_reconnect_window,
+                ring_bytes: args.interactive.terminal_replay_bytes,
+                ..Default::default()
+            },
+            max_upload_bytes: args.interactive.max_upload_bytes,
             ..Default::default()
         }),
     };
@@ -98,6 +108,27 @@ async fn authenticator(args: &ServeArgs, store: Arc<dyn Store>) -> Result<Authen
         "OIDC bearer tokens accepted"
     );
     Ok(auth.with_oidc(verifier))
+}
+
+/// The actor system's settings from the `serve` flags.
+fn system_options(args: &LifecycleArgs, namespace: &str) -> SystemOptions {
+    SystemOptions {
+        timings: SandboxTimings {
+            health_interval: args.health_interval,
+            restart_backoff_base: args.restart_backoff_base,
+            max_restarts: args.max_restarts,
+            stable_period: args.restart_stable_period,
+            stop_grace: args.stop_grace,
+            activity_persist_interval: args.activity_persist_interval,
+        },
+        pool: PoolOptions {
+            reconcile_interval: args.warm_pool_interval,
+            namespace: namespace.to_string(),
+            ..PoolOptions::default()
+        },
+        audit_retention: (!args.audit_retention.is_zero()).then_some(args.audit_retention),
+        audit_prune_interval: Some(args.audit_prune_interval),
+    }
 }
 
 /// `/var/lib/agenttier` for root (whose home is closed to the sandbox uid), else the XDG data dir.

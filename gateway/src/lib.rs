@@ -27,6 +27,7 @@ use routes::{health, sandboxes, templates, user};
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
+    let tickets = routes::terminal::TerminalTickets::default();
     let api = Router::new()
         .route("/sandboxes", get(sandboxes::list).post(sandboxes::create))
         .route(
@@ -55,6 +56,10 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::audit::router())
         .merge(routes::backups::router())
         .merge(routes::warmpool::router())
+        .merge(routes::files::router())
+        .merge(routes::ports::router())
+        .merge(routes::preview::router())
+        .merge(routes::terminal::api_router(tickets.clone()))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
@@ -66,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::serve))
         .nest("/api/v1", api)
+        .merge(routes::terminal::ws_router(tickets))
         // The web UI answers every other GET (its fallback keeps the JSON 404 for API paths).
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(state.config.max_json_body))

@@ -44,6 +44,10 @@ pub struct GatewayConfig {
     pub max_json_body: usize,
     /// Changes the log level at runtime (`PUT /api/v1/admin/log-level`); `None` in tests.
     pub log_level: Option<LogLevelControl>,
+    /// Terminal WebSocket settings (heartbeat, reconnect window, replay buffer, tickets).
+    pub terminal: crate::routes::terminal::TerminalConfig,
+    /// The largest multi-file upload (`POST /sandboxes/{id}/files-upload`) accepted.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for GatewayConfig {
@@ -54,6 +58,8 @@ impl Default for GatewayConfig {
             max_exec_timeout: Duration::from_secs(3600),
             max_json_body: 1 << 20,
             log_level: None,
+            terminal: Default::default(),
+            max_upload_bytes: 1 << 30,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! not the API's (`/api/…`, `/ws/…`, `/healthz`, `/readyz`, `/metrics`) and names no embedded
 //! file gets `index.html`, so the UI's own paths survive a reload. Hashed assets are cached for
 //! a year, gzipped copies are served to clients that accept them, and everything else keeps the
-//! API's JSON 404.
+//! API's JSON 404. `preview-sw.js` (the worker that lets a preview tab carry the UI's credential)
+//! is one of the embedded files.
 //!
 //! The Rust build never needs Node: when `ui/dist` was not built, `build.rs` leaves the
 //! `agenttier_ui` cfg unset, nothing is embedded, and `/` answers with a page that says how to
@@ -87,10 +88,12 @@ async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     }
     let name = path.trim_start_matches('/');
     if let Some(found) = (!name.is_empty()).then(|| asset(name)).flatten() {
+        // Hashed build output never changes; anything else (the preview worker, the icon) is
+        // revalidated so that a new binary's copy is picked up at once.
         let cache = if name.starts_with("assets/") {
             "public, max-age=31536000, immutable"
         } else {
-            "public, max-age=3600"
+            "no-cache"
         };
         return file(name, found, cache, &headers);
     }

@@ -24,6 +24,15 @@ pub fn agenttier_bin() -> PathBuf {
     path
 }
 
+/// Extra `serve` arguments and environment for a test server.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Extra arguments after `serve`.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
 /// A running `agenttier serve` with its own data directory.
 pub struct Server {
     child: Option<Child>,
@@ -52,12 +61,28 @@ impl Server {
         server
     }
 
+    /// Starts a server on a fresh data directory with extra arguments and environment.
+    pub fn start_with(options: ServerOptions) -> Self {
+        let tmp = tempfile::Builder::new().prefix("agenttier-it-").tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut server = Self::start_on_with(&data, None, options);
+        server._tmp = Some(tmp);
+        server
+    }
+
     /// Starts a server on `data`; `admin_key` is the key of an earlier start on the same data.
     pub fn start_on(data: &Path, admin_key: Option<String>) -> Self {
+        Self::start_on_with(data, admin_key, ServerOptions::default())
+    }
+
+    /// [`Self::start_on`] with extra arguments and environment.
+    pub fn start_on_with(data: &Path, admin_key: Option<String>, options: ServerOptions) -> Self {
         let mut child = Command::new(agenttier_bin())
             .args(["serve", "--listen-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .args(&options.args)
             .env("RUST_LOG", "info")
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()
@@ -108,6 +133,11 @@ impl Server {
             http,
             printed_admin_key,
         }
+    }
+
+    /// The server's process id (for reading its memory use from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The data directory.

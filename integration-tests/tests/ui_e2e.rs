@@ -1,7 +1,8 @@
 //! The web UI in a real browser against the real server: `ui/e2e/run.mjs` drives Debian's
 //! chromium with playwright-core through every flow the server supports (sign in, create, the
 //! terminal, files, ports, stop/resume, clone, templates, governance, activity, metrics, costs,
-//! settings, delete) and saves a screenshot of every page to `target/ui-screenshots/`.
+//! settings, delete) and saves a screenshot of every page to `target/ui-screenshots/`. The flows of
+//! the endpoints in [`REQUIRED`] must run: their absence fails the test.
 //! Missing chromium, Node.js, `ui/node_modules` or a binary built without the UI fail the test,
 //! naming the script that provides them.
 
@@ -15,6 +16,22 @@ use std::time::{Duration, Instant};
 use agenttier_integration_tests::Server;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Endpoints the server has, so their flows run rather than show "not available on this server".
+const REQUIRED: &str = "terminal,files,ports,governance,audit,warmpool,apiKeys";
+/// A screenshot of each of these pages, with data, must come out of the run.
+const PAGES: [&str; 11] = [
+    "login",
+    "dashboard",
+    "terminal",
+    "files",
+    "preview",
+    "templates",
+    "create-rejected-by-policy",
+    "activity",
+    "metrics",
+    "costs",
+    "settings",
+];
 const DEADLINE: Duration = Duration::from_secs(300);
 
 fn repo() -> PathBuf {
@@ -73,6 +90,7 @@ async fn web_ui_end_to_end_in_chromium() {
         .env("AGENTTIER_ADMIN_KEY", &server.admin_key)
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", CHROMIUM)
+        .env("E2E_REQUIRE", REQUIRED)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -119,22 +137,11 @@ async fn web_ui_end_to_end_in_chromium() {
         .filter(|n| n.ends_with(".png"))
         .collect();
     pngs.sort();
-    for page in [
-        "login",
-        "dashboard",
-        "terminal",
-        "files",
-        "templates",
-        "activity",
-        "metrics",
-        "costs",
-        "settings",
-    ] {
-        let found = pngs
+    for page in PAGES {
+        let name = pngs
             .iter()
             .find(|n| n.trim_end_matches(".png").split_once('-').map(|x| x.1) == Some(page))
-            .or_else(|| pngs.iter().find(|n| n.contains(&format!("-{page}"))));
-        let name = found.unwrap_or_else(|| panic!("no screenshot of the {page} page: {pngs:?}"));
+            .unwrap_or_else(|| panic!("no screenshot of the {page} page: {pngs:?}"));
         let size = std::fs::metadata(shots.join(name)).unwrap().len();
         assert!(size > 10_000, "{name} is suspiciously small ({size} bytes)");
     }

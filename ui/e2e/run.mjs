@@ -3,6 +3,7 @@
 // against a real `agenttier serve`. Run by integration-tests/tests/ui_e2e.rs, which starts the
 // server; by hand:
 //   AGENTTIER_URL=http://127.0.0.1:8080 AGENTTIER_ADMIN_KEY=atk_… node ui/e2e/run.mjs
+// E2E_REQUIRE=terminal,files,… makes a missing endpoint a failure; SCREENSHOT_DIR, CHROMIUM.
 //
 // Every flow the server supports is exercised as a person would: sign in with the API key,
 // create sandboxes (one with the keyboard only), terminal, files, ports, stop/resume, clone,
@@ -70,12 +71,10 @@ async function exec(id, command) {
   return r.json;
 }
 
-async function waitPhase(id, phase, ms = TIMEOUT) {
+async function until(check, what, ms = TIMEOUT) {
   const end = Date.now() + ms;
-  for (;;) {
-    const r = await api("GET", `/sandboxes/${id}`);
-    if (r.status === 200 && r.json.status === phase) return r.json;
-    if (Date.now() > end) throw new Error(`${id} never reached ${phase}: ${r.status} ${r.text}`);
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((res) => setTimeout(res, 100));
   }
 }
@@ -162,6 +161,13 @@ try {
   };
   console.log(`server has: ${Object.entries(has).map(([k, v]) => `${k}=${v ? "yes" : "no"}`).join(" ")}`);
   for (const [k, v] of Object.entries(has)) if (!v) unavailable.push(k);
+  // E2E_REQUIRE names endpoints whose absence is a failure, not a "not available" page.
+  const required = (process.env.E2E_REQUIRE ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const missing = required.filter((k) => !has[k]);
+  if (missing.length) {
+    results.push({ name: "required endpoints", ok: false });
+    throw new Error(`the server lacks required endpoints: ${missing.join(", ")}`);
+  }
 
   await step("login page, and a wrong key is refused", async () => {
     await page.goto(`${BASE}/`);
@@ -253,11 +259,11 @@ try {
     await step("files: browse folders with breadcrumbs", async () => {
       await card("demo").getByRole("link", { name: "Files" }).click();
       await page.getByRole("heading", { name: /Files of demo/ }).waitFor();
-      await page.getByRole("cell", { name: /hello\.txt/ }).waitFor();
+      await page.getByRole("cell", { name: "hello.txt", exact: true }).waitFor();
       await page.getByRole("button", { name: "src/" }).click();
-      await page.getByRole("cell", { name: /main\.py/ }).waitFor();
+      await page.getByRole("cell", { name: "main.py", exact: true }).waitFor();
       await page.getByRole("navigation", { name: "Folder path" }).getByRole("link", { name: "workspace" }).click();
-      await page.getByRole("cell", { name: /hello\.txt/ }).waitFor();
+      await page.getByRole("cell", { name: "hello.txt", exact: true }).waitFor();
     });
     await step("files: upload by drag and drop and with the file picker", async () => {
       await page.getByTestId("dropzone").evaluate((zone) => {
@@ -266,11 +272,11 @@ try {
         zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
         zone.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
       });
-      await page.getByRole("cell", { name: /dropped\.txt/ }).waitFor();
+      await page.getByRole("cell", { name: "dropped.txt", exact: true }).waitFor();
       const picked = join(downloads, "picked.txt");
       writeFileSync(picked, "picked with the file chooser\n");
       await page.locator('input[type="file"]').setInputFiles(picked);
-      await page.getByRole("cell", { name: /picked\.txt/ }).waitFor();
+      await page.getByRole("cell", { name: "picked.txt", exact: true }).waitFor();
       const out = await exec("demo", "cat /workspace/dropped.txt /workspace/picked.txt");
       if (out.stdout !== "dropped in the browser\npicked with the file chooser\n") throw new Error(`uploaded: ${JSON.stringify(out)}`);
       await shot("files");
@@ -316,9 +322,20 @@ try {
       const open = ports.getByRole("link", { name: "Open port 8000 of demo in a new tab" });
       await open.waitFor();
       await shot("dashboard-ports");
+      // The proxy wants the credential, which a new tab cannot send by itself…
+      const bare = await fetch(`${BASE}/api/v1/sandboxes/demo/preview/8000/`);
+      if (bare.status !== 401) throw new Error(`the preview answered ${bare.status} without credentials`);
+      // …so the UI's preview worker adds it.
       const [popup] = await Promise.all([page.waitForEvent("popup"), open.click()]);
-      await popup.waitForLoadState();
-      await popup.getByText("hello.txt").first().waitFor();
+      await popup.getByRole("heading", { name: "Directory listing for /" }).waitFor();
+      await popup.getByRole("link", { name: "hello.txt" }).click();
+      await popup.getByText("hello from agenttier").waitFor();
+      await popup.goBack();
+      await popup.getByRole("link", { name: "docs/" }).waitFor();
+      const previous = page;
+      page = popup;
+      await shot("preview");
+      page = previous;
       await popup.close();
       await ports.getByRole("button", { name: "Remove port 8000 of demo" }).click();
       await open.waitFor({ state: "detached" });
@@ -383,7 +400,7 @@ try {
       const allowed = page.getByLabel("Allowed templates");
       await allowed.fill("minimal-shell");
       await page.getByRole("button", { name: "Save policy" }).click();
-      await page.getByText("Cluster policy saved").waitFor();
+      await until(async () => (await api("GET", "/governance/policies")).json?.cluster?.allowedTemplates?.[0] === "minimal-shell", "the policy saved");
       await shot("settings-governance");
       await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Sandboxes" }).click();
       await page.getByRole("button", { name: "New sandbox" }).click();
@@ -393,12 +410,15 @@ try {
       await dialog.getByRole("button", { name: "Create sandbox" }).click();
       await dialog.getByText("The server's policy rejected this sandbox:").waitFor();
       await dialog.getByText("template_not_allowed").waitFor();
+      const direct = await api("POST", "/sandboxes", { name: "not-allowed", templateRef: { name: "general-coding" } });
+      if (direct.status !== 403) throw new Error(`the policy did not hold over the API: ${direct.status}`);
+      await dialog.getByText(direct.json.violations[0].message).waitFor();
       await shot("create-rejected-by-policy");
       await page.keyboard.press("Escape");
       await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Settings" }).click();
       await page.getByLabel("Allowed templates").fill("");
       await page.getByRole("button", { name: "Save policy" }).click();
-      await page.getByText("Cluster policy saved").waitFor();
+      await until(async () => !(await api("GET", "/governance/policies")).json?.cluster?.allowedTemplates, "the policy cleared");
     });
   }
 
@@ -417,10 +437,21 @@ try {
     }
   });
 
+  if (has.warmpool) {
+    await step("warm pool: keep a sandbox ready from the settings", async () => {
+      await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Settings" }).click();
+      await page.getByLabel("minimal-shell", { exact: true }).fill("1");
+      await page.getByRole("button", { name: "Save warm pool" }).click();
+      await until(async () => (await api("GET", "/warmpool/status")).json?.pools?.[0]?.readyCount === 1, "a ready pool sandbox");
+    });
+  }
+
   await step("metrics show live counts", async () => {
     await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Metrics" }).click();
     await page.getByTestId("running-count").filter({ hasText: /^[1-9]/ }).waitFor();
     await page.getByRole("list", { name: "Sandboxes by status" }).waitFor();
+    await page.getByText(/over [1-9]\d* starts/).waitFor();
+    if (has.warmpool) await page.getByLabel("minimal-shell pool fill").waitFor();
     await shot("metrics");
   });
 
@@ -438,6 +469,11 @@ try {
   await step("settings (admin)", async () => {
     await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Settings" }).click();
     await page.getByRole("heading", { name: "Settings", level: 1 }).waitFor();
+    if (has.warmpool) {
+      await page.getByLabel("minimal-shell", { exact: true }).fill("0");
+      await page.getByRole("button", { name: "Save warm pool" }).click();
+      await until(async () => !(await api("GET", "/warmpool/status")).json?.pools?.length, "the pool emptied");
+    }
     await page.getByLabel("Storage size").fill("2Gi");
     await page.getByRole("button", { name: "Save defaults" }).click();
     await page.getByText(/Defaults saved/).waitFor();
@@ -448,7 +484,13 @@ try {
       const key = await dialog.getByLabel("API key").inputValue();
       if (!key.startsWith("atk_")) throw new Error(`minted ${key}`);
       await dialog.getByRole("button", { name: "Done" }).click();
-      await page.getByRole("cell", { name: "e2e laptop" }).waitFor();
+      await page.getByRole("cell", { name: "e2e laptop", exact: true }).waitFor();
+      const me = (k) => fetch(`${BASE}/api/v1/user/me`, { headers: { "X-API-Key": k } }).then((r) => r.status);
+      if ((await me(key)) !== 200) throw new Error("the minted key does not work");
+      await page.getByRole("button", { name: "Revoke key e2e laptop" }).click();
+      await page.getByRole("dialog", { name: "Revoke e2e laptop?" }).getByRole("button", { name: "Revoke key" }).click();
+      await page.getByRole("cell", { name: "e2e laptop", exact: true }).waitFor({ state: "detached" });
+      if ((await me(key)) !== 401) throw new Error("the revoked key still works");
     }
     await shot("settings");
   });
@@ -476,7 +518,8 @@ try {
     console.log(`  FAIL  uncaught page errors:\n${consoleErrors.join("\n")}`);
     failed = true;
   }
-} catch {
+} catch (e) {
+  if (!results.some((r) => !r.ok)) console.log(`  FAIL  ${e?.stack ?? e}`);
   failed = true;
 } finally {
   await context.close();

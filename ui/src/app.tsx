@@ -8,6 +8,7 @@ import type { CurrentUser } from "./api/types";
 import { completeLogin } from "./auth/oidc";
 import { clearCredential, loadCredential, saveCredential, type Credential } from "./auth/session";
 import { Loading } from "./components/Notice";
+import { forgetPreviewCredential } from "./lib/preview";
 import { ToastProvider } from "./components/Toast";
 import { Link, match, navigate, usePath } from "./lib/router";
 import { Dashboard } from "./pages/Dashboard";
@@ -66,6 +67,7 @@ function Root() {
 
   const signOut = useCallback((message?: string) => {
     clearCredential();
+    forgetPreviewCredential();
     setState({ phase: "login", message });
     if (window.location.pathname !== "/login") navigate("/login", true);
   }, []);

@@ -157,3 +157,25 @@ describe("policy form", () => {
     expect(Object.keys(formToPolicy(form).problems).sort()).toEqual(["maxCpu", "maxSandboxesPerUser", "maxTimeout"]);
   });
 });
+
+describe("startup times from the audit trail", async () => {
+  const { startupTimes } = await import("../src/pages/Metrics");
+  it("reads the startup of each Running event", () => {
+    expect(startupTimes(["Sandbox is ready (startup: 12 ms)", "Sandbox is ready from warm pool (startup: 1.5s)", "other"])).toEqual([12, 1500]);
+  });
+});
+
+describe("running history", async () => {
+  const { recordSandboxes, runningHistory, resetHistory, HISTORY } = await import("../src/lib/history");
+  it("keeps one sample a second, the last HISTORY of them", () => {
+    resetHistory();
+    const run = { ...SANDBOX } as Sandbox;
+    const stop = { ...SANDBOX, status: "Stopped" } as Sandbox;
+    recordSandboxes([run, run], 1000);
+    recordSandboxes([run, stop], 1500); // same second: replaces
+    recordSandboxes([stop], 2600);
+    expect(runningHistory()).toEqual([1, 0]);
+    for (let i = 0; i < HISTORY + 5; i++) recordSandboxes([run], 10_000 + i * 1000);
+    expect(runningHistory()).toHaveLength(HISTORY);
+  });
+});

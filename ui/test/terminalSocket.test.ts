@@ -93,12 +93,33 @@ describe("terminal socket", () => {
     expect(FakeSocket.all).toHaveLength(1);
   });
 
-  it("puts the credential in the query", () => {
+  it("puts the credential, ticket, session and size in the query", () => {
     const loc = { protocol: "https:", host: "at.example" };
-    expect(terminalUrl("a b", { kind: "bearer", token: "jwt" }, null, loc)).toBe("wss://at.example/ws/terminal/a%20b?token=jwt");
-    expect(terminalUrl("x", { kind: "apiKey", key: "atk_1" }, "s1", { protocol: "http:", host: "h" })).toBe(
-      "ws://h/ws/terminal/x?api_key=atk_1&session=s1",
-    );
-    expect(terminalUrl("x", { kind: "none" }, null, { protocol: "http:", host: "h" })).toBe("ws://h/ws/terminal/x");
+    expect(terminalUrl("a b", { kind: "bearer", token: "jwt" }, {}, loc)).toBe("wss://at.example/ws/terminal/a%20b?token=jwt");
+    expect(
+      terminalUrl("x", { kind: "apiKey", key: "atk_1" }, { ticket: "att_1", sessionId: "s1", cols: 80, rows: 24 }, { protocol: "http:", host: "h" }),
+    ).toBe("ws://h/ws/terminal/x?ticket=att_1&session=s1&cols=80&rows=24");
+    expect(terminalUrl("x", { kind: "none" }, {}, { protocol: "http:", host: "h" })).toBe("ws://h/ws/terminal/x");
+  });
+
+  it("waits for an asynchronous address and counts a failure to get one as an attempt", async () => {
+    let fail = true;
+    const ts = new TerminalSocket({
+      url: async () => {
+        if (fail) throw new Error("sandbox is not running");
+        return "ws://h/ws/terminal/x?ticket=t";
+      },
+      onOutput: () => {},
+      onState: (s) => states.push(s),
+      size: () => ({ cols: 80, rows: 24 }),
+      WebSocketImpl: FakeSocket as unknown as typeof WebSocket,
+    });
+    ts.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(states.at(-1)).toEqual({ kind: "reconnecting", attempt: 1, max: MAX_ATTEMPTS });
+    fail = false;
+    await vi.advanceTimersByTimeAsync(RECONNECT_DELAY_MS);
+    expect(FakeSocket.all.at(-1)!.url).toBe("ws://h/ws/terminal/x?ticket=t");
+    ts.dispose();
   });
 });

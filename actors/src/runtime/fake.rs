@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 mod io;
-pub use io::FAKE_EOF;
+pub use io::{FAKE_CRASH, FAKE_EOF};
 
 use super::{
     ExecOutput, ExecRequest, Liveness, Result, Runtime, RuntimeError, RuntimeInstance, RuntimeSpec,

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod fake;
 pub mod files;
+pub mod kubernetes;
 pub mod local;
 
 use std::collections::BTreeMap;

@@ -74,9 +74,8 @@ pub fn human(d: Duration) -> String {
         return format!("{}ms", d.as_millis());
     }
     if d.subsec_millis() != 0 {
-        return format!("{:.3}s", d.as_secs_f64())
-            .trim_end_matches('0')
-            .to_string();
+        let seconds = format!("{:.3}", d.as_secs_f64());
+        return format!("{}s", seconds.trim_end_matches('0'));
     }
     let secs = d.as_secs();
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);

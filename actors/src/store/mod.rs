@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod event;
+pub mod kubernetes;
 pub mod sqlite;
 pub mod typed;
 

@@ -171,11 +171,13 @@ pub enum TerminalSessionMsg {
         /// Released once the output reached every client.
         permit: OwnedSemaphorePermit,
     },
-    /// The shell exited (or the sandbox's agent went away).
+    /// The shell exited (`code` known), or the connection to the PTY broke (`None`).
     Exited {
         /// Exit code, when known.
         code: Option<i32>,
     },
+    /// The PTY's connection broke and no notice from the sandbox explained it in time.
+    Lost,
     /// The reconnect window that started when the last client left has passed.
     WindowExpired {
         /// Which window (a later attach starts a new count).
@@ -204,6 +206,7 @@ impl std::fmt::Debug for TerminalSessionMsg {
             Self::Resize { .. } => "Resize",
             Self::Output { .. } => "Output",
             Self::Exited { .. } => "Exited",
+            Self::Lost => "Lost",
             Self::WindowExpired { .. } => "WindowExpired",
             Self::StopPending { .. } => "StopPending",
             Self::SandboxGone { .. } => "SandboxGone",

@@ -31,6 +31,9 @@ const CLIENT_QUEUE: usize = 256;
 /// How long one client may keep the session waiting for room in its queue (the contract's
 /// write deadline); a client that takes longer is dropped.
 const CLIENT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a session whose PTY connection broke (the agent went away, usually because the
+/// sandbox is stopping) waits for the sandbox's notice, so clients hear the real reason.
+const LOST_GRACE: Duration = Duration::from_secs(3);
 /// Activity is reported to the sandbox at most this often.
 const ACTIVITY_INTERVAL: Duration = Duration::from_secs(1);
 /// Event reason when a session starts.
@@ -205,6 +208,20 @@ impl Actor for TerminalSession {
                     state.arm_window(&myself);
                 }
                 drop(permit);
+            }
+            TerminalSessionMsg::Exited { code: None } => {
+                // The connection to the PTY broke rather than the shell exiting: the sandbox is
+                // probably stopping, and its notice says why.
+                myself.send_after(LOST_GRACE, || TerminalSessionMsg::Lost);
+            }
+            TerminalSessionMsg::Lost => {
+                state.end_reason = "error";
+                let closed = ClientEvent::Closed {
+                    reason: "error",
+                    code: CLOSE_SANDBOX,
+                };
+                state.broadcast(closed).await;
+                myself.stop(Some("terminal lost".into()));
             }
             TerminalSessionMsg::Exited { code } => {
                 state.end_reason = "shell exited";

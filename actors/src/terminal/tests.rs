@@ -10,7 +10,7 @@ use agenttier_crds::Sandbox;
 use bytes::Bytes;
 use ractor::Actor;
 
-use crate::runtime::fake::{FAKE_EOF, FakeRuntime};
+use crate::runtime::fake::{FAKE_CRASH, FAKE_EOF, FakeRuntime};
 use crate::runtime::{Runtime, WorkspaceSeed};
 use crate::sandbox::{ActorRegistry, SandboxKey, SandboxNotice, StopReason, runtime_id};
 use crate::store::sqlite::SqliteStore;
@@ -250,5 +250,37 @@ async fn shell_exit_ends_the_session() {
     assert_eq!(
         next(&mut a.events).await,
         ClientEvent::Exited { code: Some(0) }
+    );
+}
+
+#[tokio::test]
+async fn a_broken_pty_waits_for_the_sandbox_notice_then_closes() {
+    let rig = rig().await;
+    let mut a = open(&rig, true, Duration::from_secs(30)).await;
+    a.client.input(Bytes::from_static(&[FAKE_CRASH]));
+    // The stop notice that follows a killed agent gives the real reason.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rig.notices
+        .send(SandboxNotice::Stopped {
+            key: key(),
+            reason: StopReason::IdleTimeout,
+        })
+        .unwrap();
+    assert_eq!(
+        next(&mut a.events).await,
+        ClientEvent::Closed {
+            reason: "idle_timeout",
+            code: CLOSE_SANDBOX
+        }
+    );
+    // Without a notice the clients hear "error" once the grace passed.
+    let mut b = open(&rig, true, Duration::from_secs(30)).await;
+    b.client.input(Bytes::from_static(&[FAKE_CRASH]));
+    assert_eq!(
+        next(&mut b.events).await,
+        ClientEvent::Closed {
+            reason: "error",
+            code: CLOSE_SANDBOX
+        }
     );
 }

@@ -137,6 +137,7 @@ fn main() {
         }
         (create, exec)
     });
+    let (warm, drained) = runtime.block_on(warm_vs_drained(runs));
 
     let floor_ready = percentile(&bwrap_ready, 0.5);
     let fork = percentile(&fork_exec, 0.5);
@@ -165,7 +166,25 @@ fn main() {
         &exec,
         Some((fork, "fork+exec")),
     );
+    row(
+        "REST create → Running, warm pool (claim)",
+        &warm,
+        Some((percentile(&drained, 0.5), "drained")),
+    );
+    row(
+        "REST create → Running, pool drained (cold)",
+        &drained,
+        Some((percentile(&warm, 0.5), "warm")),
+    );
     println!();
+    let (warm_p50, drained_p50) = (percentile(&warm, 0.5), percentile(&drained, 0.5));
+    println!(
+        "warm pool: claim p50 {warm_p50:.2} ms, cold p50 {drained_p50:.2} ms, cold/warm {:.1}×; goals: \
+         warm p50 < 5 ms ({}), ≥ 10× faster than cold ({})",
+        drained_p50 / warm_p50,
+        if warm_p50 < 5.0 { "met" } else { "NOT met" },
+        if drained_p50 >= 10.0 * warm_p50 { "met" } else { "NOT met" }
+    );
     println!(
         "runs={runs}; goals: create→Running p50 ≤ 3× bwrap+ready ({}), exec p50 < 5 ms ({})",
         if percentile(&create, 0.5) <= 3.0 * floor_ready {
@@ -179,4 +198,80 @@ fn main() {
             "NOT met"
         }
     );
+}
+
+/// PUTs the warm pool config for `minimal-shell`.
+async fn set_pool(server: &Server, desired: u32) {
+    let response = server
+        .http
+        .put(server.api("/warmpool/config"))
+        .json(&json!({"pools": [{"template": "minimal-shell", "desiredCount": desired}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+/// Waits (unmeasured) until the pool holds `ready` started sandboxes and starts none.
+async fn wait_pool(server: &Server, ready: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, status) = server.get("/warmpool/status").await;
+        if status["readyCount"].as_u64().unwrap_or(0) == ready
+            && status["pendingCount"].as_u64().unwrap_or(0) == 0
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pool never reached {ready}: {status}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// create→Running through REST with the pool warm (each create claims; the pool is topped up,
+/// unmeasured, before the next), then with the pool drained, on one server in one run.
+async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>) {
+    const POOL: u32 = 10;
+    let server = Server::start();
+    let timed = |name: String| {
+        let server = &server;
+        async move {
+            let start = Instant::now();
+            let (status, body) = server
+                .post(
+                    "/sandboxes",
+                    json!({"name": name, "templateRef": {"name": "minimal-shell"}}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            if body["status"] != "Running" {
+                server.wait_phase(&name, "Running").await;
+            }
+            (start.elapsed(), body)
+        }
+    };
+    set_pool(&server, POOL).await;
+    let mut warm = Vec::new();
+    for i in 0..runs {
+        wait_pool(&server, u64::from(POOL)).await;
+        let (elapsed, body) = timed(format!("warm-{i}")).await;
+        assert!(
+            body["pvcName"].as_str().is_some_and(|p| p.contains("/pool-")),
+            "not claimed from the pool: {body}"
+        );
+        warm.push(elapsed);
+    }
+    set_pool(&server, 0).await;
+    wait_pool(&server, 0).await;
+    let mut drained = Vec::new();
+    for i in 0..runs {
+        let (elapsed, body) = timed(format!("cold-{i}")).await;
+        assert!(!body["pvcName"].as_str().unwrap_or("").contains("/pool-"));
+        drained.push(elapsed);
+    }
+    for i in 0..runs {
+        for name in [format!("warm-{i}"), format!("cold-{i}")] {
+            assert_eq!(server.delete(&format!("/sandboxes/{name}")).await, 204);
+        }
+    }
+    (warm, drained)
 }

@@ -54,6 +54,12 @@ export const execSandbox = (id: string, command: string, timeout = 30) =>
     body: { command, timeout },
   });
 
+/** A short-lived, single-use ticket that lets a browser open the terminal WebSocket. */
+export const terminalTicket = (id: string) =>
+  api<{ ticket: string; expiresAt?: string; expiresIn?: number }>(`/sandboxes/${enc(id)}/terminal-ticket`, {
+    method: "POST",
+  });
+
 export const listDir = (id: string, path: string) =>
   api<DirListing>(`/sandboxes/${enc(id)}/files/?path=${enc(path)}`);
 export const downloadFile = (id: string, path: string) =>
@@ -84,8 +90,14 @@ export const replaceTemplate = (name: string, spec: TemplateSpec) =>
   api<Template>(`/templates/${enc(name)}`, { method: "PUT", body: { spec } });
 export const deleteTemplate = (name: string) => api<null>(`/templates/${enc(name)}`, { method: "DELETE" });
 
-export const auditEvents = async () =>
-  (await api<{ events: AuditEvent[] | null }>("/audit/events")).events ?? [];
+/** Audit events, newest first. The filters are sent to servers that support them (ours does);
+ * a server that ignores them returns everything and the page filters on its own. */
+export async function auditEvents(filter: { action?: string; since?: string; until?: string; cursor?: string } = {}) {
+  const q = new URLSearchParams({ limit: "500" });
+  for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
+  const page = await api<{ events: AuditEvent[] | null; next?: string | null }>(`/audit/events?${q}`);
+  return { events: page.events ?? [], next: page.next ?? null };
+}
 export const usage = () => api<UsageAnalytics>("/analytics/usage");
 export const costs = () => api<CostAnalytics>("/analytics/costs");
 export const warmPool = () => api<WarmPoolStatus>("/warmpool/status");

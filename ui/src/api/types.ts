@@ -119,6 +119,10 @@ export interface AuditEvent {
   sandboxName: string;
   namespace: string;
   userEmail: string;
+  /** Who acted (this server's addition to the contract's shape). */
+  actor?: string;
+  /** Normal or Warning. */
+  type?: string;
   details: { reason?: string; [k: string]: unknown };
 }
 

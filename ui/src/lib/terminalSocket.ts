@@ -20,18 +20,27 @@ export const STALE_MS = 90_000;
 const FINAL_REASONS = new Set(["sandbox_stopped", "sandbox_deleted", "access_revoked", "idle_timeout"]);
 const FINAL_CODES = new Set([4001, 4003, 4004, 4009, 1008]);
 
-/** The WebSocket address: browsers cannot set headers, so the credential rides in the query. */
+/**
+ * The WebSocket address. Browsers cannot set headers on a WebSocket, so the credential rides in
+ * the query: an OIDC token as `?token=` (contract §5.1), an API key as a short-lived single-use
+ * `?ticket=` minted over the API (`ticket`, fetched fresh for every connect). `cols`/`rows`
+ * start the shell at the window's size; `session` resumes a session after a reconnect.
+ */
 export function terminalUrl(
   id: string,
   credential: Credential | null,
-  sessionId: string | null,
+  opts: { sessionId?: string | null; ticket?: string | null; cols?: number; rows?: number } = {},
   location: { protocol: string; host: string } = window.location,
 ): string {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const params = new URLSearchParams();
   if (credential?.kind === "bearer") params.set("token", credential.token);
-  if (credential?.kind === "apiKey") params.set("api_key", credential.key);
-  if (sessionId) params.set("session", sessionId);
+  if (opts.ticket) params.set("ticket", opts.ticket);
+  if (opts.sessionId) params.set("session", opts.sessionId);
+  if (opts.cols && opts.rows) {
+    params.set("cols", String(opts.cols));
+    params.set("rows", String(opts.rows));
+  }
   const q = params.toString();
   return `${scheme}//${location.host}/ws/terminal/${encodeURIComponent(id)}${q ? `?${q}` : ""}`;
 }
@@ -52,7 +61,8 @@ export async function terminalAvailable(id: string): Promise<boolean> {
 }
 
 export interface TerminalSocketOptions {
-  url: (sessionId: string | null) => string;
+  /** The address for a (re)connect; async because an API-key session fetches a ticket first. */
+  url: (sessionId: string | null) => string | Promise<string>;
   onOutput: (data: string) => void;
   onState: (state: TerminalState) => void;
   /** Current size, sent right after every (re)connect. */
@@ -78,8 +88,40 @@ export class TerminalSocket {
   connect(): void {
     if (this.disposed) return;
     this.opts.onState(this.attempt === 0 ? { kind: "connecting" } : { kind: "reconnecting", attempt: this.attempt, max: MAX_ATTEMPTS });
+    let url: string;
+    try {
+      const next = this.opts.url(this.sessionId);
+      if (typeof next !== "string") {
+        void next.then(
+          (u) => this.open(u),
+          (e) => this.failed(e instanceof Error ? e.message : String(e)),
+        );
+        return;
+      }
+      url = next;
+    } catch (e) {
+      this.failed(e instanceof Error ? e.message : String(e));
+      return;
+    }
+    this.open(url);
+  }
+
+  /** Getting an address failed (no ticket, say): counts as a failed attempt. */
+  private failed(reason: string): void {
+    if (this.disposed) return;
+    if (this.attempt >= MAX_ATTEMPTS) {
+      this.opts.onState({ kind: "closed", reason, final: false });
+      return;
+    }
+    this.attempt++;
+    this.opts.onState({ kind: "reconnecting", attempt: this.attempt, max: MAX_ATTEMPTS });
+    this.timers.push(setTimeout(() => this.connect(), RECONNECT_DELAY_MS));
+  }
+
+  private open(url: string): void {
+    if (this.disposed) return;
     const Impl = this.opts.WebSocketImpl ?? WebSocket;
-    const ws = new Impl(this.opts.url(this.sessionId));
+    const ws = new Impl(url);
     this.ws = ws;
     ws.onopen = () => {
       this.attempt = 0;

@@ -1,7 +1,10 @@
-// The activity log: sandbox events with filters on action, user and time range.
+// The activity log: sandbox events with filters on action, user and time range. Action and time
+// are also sent to the server (which pages through its whole history); the user filter matches
+// any part of who acted.
 
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import { useSession } from "../app";
+import { ApiError } from "../api/client";
 import { auditEvents } from "../api/endpoints";
 import type { AuditEvent } from "../api/types";
 import { ErrorNote, Loading, Unavailable } from "../components/Notice";
@@ -15,6 +18,11 @@ export interface ActivityFilter {
   to: string;
 }
 
+/** Who acted, as the page shows it. */
+export const whoOf = (e: AuditEvent) => e.actor || e.userEmail || String(e.details?.user ?? "");
+
+const isoOf = (local: string) => (local ? new Date(local).toISOString() : "");
+
 /** The events that pass the filter, newest first. `from`/`to` are datetime-local values. */
 export function filterEvents(events: AuditEvent[], f: ActivityFilter): AuditEvent[] {
   const from = f.from ? new Date(f.from).getTime() : -Infinity;
@@ -23,10 +31,7 @@ export function filterEvents(events: AuditEvent[], f: ActivityFilter): AuditEven
   return events
     .filter((e) => {
       if (f.action && e.eventType !== f.action) return false;
-      if (user) {
-        const who = [e.userEmail, String(e.details?.user ?? ""), String(e.details?.userId ?? "")].join(" ").toLowerCase();
-        if (!who.includes(user)) return false;
-      }
+      if (user && ![whoOf(e), e.userEmail].join(" ").toLowerCase().includes(user)) return false;
       const t = parseTime(e.timestamp);
       if (Number.isFinite(t) && (t < from || t > to)) return false;
       return true;
@@ -36,27 +41,52 @@ export function filterEvents(events: AuditEvent[], f: ActivityFilter): AuditEven
 
 export default function ActivityPage() {
   const { user } = useSession();
-  const events = usePoll(auditEvents, 5000);
   const [filter, setFilter] = useState<ActivityFilter>({ action: "", user: "", from: "", to: "" });
-  const actions = useMemo(() => [...new Set((events.data ?? []).map((e) => e.eventType))].sort(), [events.data]);
-  const shown = useMemo(() => filterEvents(events.data ?? [], filter), [events.data, filter]);
+  const server = { action: filter.action, since: isoOf(filter.from), until: isoOf(filter.to) };
+  const page = usePoll(() => auditEvents(server), 5000, [filter.action, filter.from, filter.to]);
+  const [older, setOlder] = useState<{ events: AuditEvent[]; next: string | null } | null>(null);
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const [olderError, setOlderError] = useState<string | null>(null);
+  const seenActions = useRef(new Set<string>());
+
+  useEffect(() => setOlder(null), [filter.action, filter.from, filter.to]);
+
+  const all = useMemo(() => [...(page.data?.events ?? []), ...(older?.events ?? [])], [page.data, older]);
+  for (const e of all) seenActions.current.add(e.eventType);
+  const actions = [...seenActions.current].sort();
+  const shown = useMemo(() => filterEvents(all, filter), [all, filter]);
+  const next = older ? older.next : (page.data?.next ?? null);
   const set = (k: keyof ActivityFilter) => (e: { target: { value: string } }) => setFilter({ ...filter, [k]: e.target.value });
+
+  const loadOlder = async () => {
+    if (!next) return;
+    setLoadingOlder(true);
+    setOlderError(null);
+    try {
+      const more = await auditEvents({ ...server, cursor: next });
+      setOlder({ events: [...(older?.events ?? []), ...more.events], next: more.next });
+    } catch (e) {
+      setOlderError(e instanceof ApiError ? e.display : String(e));
+    } finally {
+      setLoadingOlder(false);
+    }
+  };
 
   return (
     <section aria-labelledby="activity-title">
       <div className="page-head">
         <div>
           <h1 id="activity-title">Activity</h1>
-          <p className="muted">What happened to sandboxes, newest first.</p>
+          <p className="muted">What happened to sandboxes and who did it, newest first.</p>
         </div>
       </div>
-      {events.unavailable ? (
+      {page.unavailable ? (
         <Unavailable what="The activity log" endpoint="GET /api/v1/audit/events" />
-      ) : events.error && !user.isAdmin ? (
+      ) : page.error && !user.isAdmin ? (
         <p className="notice">The activity log is for administrators.</p>
       ) : (
         <>
-          <ErrorNote>{events.error}</ErrorNote>
+          <ErrorNote>{page.error}</ErrorNote>
           <form className="filters" onSubmit={(e) => e.preventDefault()} aria-label="Filter events">
             <div className="field">
               <label htmlFor="f-action">Action</label>
@@ -71,7 +101,7 @@ export default function ActivityPage() {
             </div>
             <div className="field">
               <label htmlFor="f-user">User</label>
-              <input id="f-user" value={filter.user} onChange={set("user")} placeholder="email or id" />
+              <input id="f-user" value={filter.user} onChange={set("user")} placeholder="name, email or id" />
             </div>
             <div className="field">
               <label htmlFor="f-from">From</label>
@@ -85,44 +115,52 @@ export default function ActivityPage() {
               Clear filters
             </button>
           </form>
-          {events.loading && !events.data ? (
+          {page.loading && !page.data ? (
             <Loading />
           ) : (
-            <table className="table">
-              <caption className="sr-only">Sandbox events ({shown.length})</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Action</th>
-                  <th scope="col">Sandbox</th>
-                  <th scope="col">User</th>
-                  <th scope="col">Details</th>
-                </tr>
-              </thead>
-              <tbody>
-                {shown.length === 0 && (
+            <>
+              <table className="table">
+                <caption className="sr-only">Sandbox events ({shown.length})</caption>
+                <thead>
                   <tr>
-                    <td colSpan={5} className="muted">
-                      No events match.
-                    </td>
+                    <th scope="col">Time</th>
+                    <th scope="col">Action</th>
+                    <th scope="col">Sandbox</th>
+                    <th scope="col">User</th>
+                    <th scope="col">Details</th>
                   </tr>
-                )}
-                {shown.slice(0, 500).map((e, i) => (
-                  <tr key={`${e.timestamp}-${e.sandboxId}-${e.eventType}-${i}`}>
-                    <td className="nowrap">{formatDateTime(parseTime(e.timestamp))}</td>
-                    <td>
-                      <span className={`badge event-${e.eventType.toLowerCase()}`}>{e.eventType}</span>
-                    </td>
-                    <td>
-                      {e.namespace && e.namespace !== "default" ? `${e.namespace}/` : ""}
-                      {e.sandboxName || e.sandboxId}
-                    </td>
-                    <td>{e.userEmail || String(e.details?.user ?? "") || "—"}</td>
-                    <td>{e.details?.reason ?? ""}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {shown.length === 0 && (
+                    <tr>
+                      <td colSpan={5} className="muted">
+                        No events match.
+                      </td>
+                    </tr>
+                  )}
+                  {shown.map((e, i) => (
+                    <tr key={`${e.timestamp}-${e.sandboxId}-${e.eventType}-${i}`} className={e.type === "Warning" ? "warning" : undefined}>
+                      <td className="nowrap">{formatDateTime(parseTime(e.timestamp))}</td>
+                      <td>
+                        <span className={`badge event-${e.eventType.toLowerCase()}`}>{e.eventType}</span>
+                      </td>
+                      <td>
+                        {e.namespace && e.namespace !== "default" ? `${e.namespace}/` : ""}
+                        {e.sandboxName || e.sandboxId}
+                      </td>
+                      <td>{whoOf(e) || "—"}</td>
+                      <td>{e.details?.reason ?? ""}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+              <ErrorNote>{olderError}</ErrorNote>
+              {next && (
+                <button type="button" onClick={() => void loadOlder()} disabled={loadingOlder}>
+                  {loadingOlder ? "Loading…" : "Load older events"}
+                </button>
+              )}
+            </>
           )}
         </>
       )}

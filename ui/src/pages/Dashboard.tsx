@@ -5,14 +5,21 @@ import { useMemo, useState } from "react";
 import { listSandboxes } from "../api/endpoints";
 import { ErrorNote, Loading } from "../components/Notice";
 import { useToast } from "../components/Toast";
+import { recordSandboxes } from "../lib/history";
 import { usePoll } from "../lib/usePoll";
 import { CreateDialog } from "./CreateDialog";
 import { SandboxCard } from "./SandboxCard";
 
 export const POLL_MS = 2000;
 
+async function loadAndRecord() {
+  const list = await listSandboxes();
+  recordSandboxes(list);
+  return list;
+}
+
 export function Dashboard() {
-  const sandboxes = usePoll(listSandboxes, POLL_MS);
+  const sandboxes = usePoll(loadAndRecord, POLL_MS);
   const [creating, setCreating] = useState(false);
   const [filter, setFilter] = useState("");
   const toast = useToast();

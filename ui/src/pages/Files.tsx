@@ -17,6 +17,18 @@ export function joinPath(dir: string, name: string): string {
   return `${dir.replace(/\/+$/, "")}/${name}`;
 }
 
+function FileIcon({ dir = false }: { dir?: boolean }) {
+  return (
+    <svg className={dir ? "icon folder" : "icon file"} viewBox="0 0 16 16" aria-hidden="true" focusable="false">
+      {dir ? (
+        <path d="M1.5 3.5h5l1.5 1.5h6.5v8h-13z" />
+      ) : (
+        <path d="M3.5 1.5h6l3 3v10h-9zM9.5 1.5v3h3" />
+      )}
+    </svg>
+  );
+}
+
 export function crumbs(path: string): { name: string; path: string }[] {
   const parts = path.split("/").filter(Boolean);
   const out = [{ name: "/", path: "/" }];
@@ -239,12 +251,12 @@ export default function FilesPage({ id }: { id: string }) {
                     <td>
                       {e.isDir ? (
                         <button type="button" className="linkish" onClick={() => go(joinPath(current, e.name))}>
-                          <span aria-hidden="true">📁 </span>
+                          <FileIcon dir />
                           {e.name}/
                         </button>
                       ) : (
                         <span>
-                          <span aria-hidden="true">📄 </span>
+                          <FileIcon />
                           {e.name}
                         </span>
                       )}

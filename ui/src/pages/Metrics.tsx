@@ -1,15 +1,15 @@
 // Metrics: live sandbox counts (with a sparkline of the last minutes), average startup time,
 // reconcile queue depth and the warm pool. Each source fails on its own.
 
-import { useEffect, useMemo, useRef, useState } from "react";
-import { listSandboxes, metricsText, usage, warmPool } from "../api/endpoints";
+import { useMemo } from "react";
+import { auditEvents, listSandboxes, metricsText, usage, warmPool } from "../api/endpoints";
 import { Bars, Sparkline } from "../components/Charts";
 import { ErrorNote, Unavailable } from "../components/Notice";
 import { metricValue, parsePrometheus, type Sample } from "../lib/prometheus";
+import { HISTORY, recordSandboxes, runningHistory } from "../lib/history";
 import { usePoll } from "../lib/usePoll";
 
 const REFRESH_MS = 5000;
-const HISTORY = 60;
 
 const QUEUE_METRICS = [
   "agenttier_reconcile_queue_depth",
@@ -24,13 +24,34 @@ async function loadMetrics(): Promise<Sample[]> {
   return parsePrometheus(await metricsText());
 }
 
+/** Startup times (ms) from the audit trail's `Running` events ("… (startup: 12 ms)"). */
+export function startupTimes(reasons: string[]): number[] {
+  const out: number[] = [];
+  for (const r of reasons) {
+    const m = /startup: ?(\d+(?:\.\d+)?) ?(ms|s)\b/.exec(r);
+    if (m) out.push(parseFloat(m[1]) * (m[2] === "s" ? 1000 : 1));
+  }
+  return out;
+}
+
+async function loadStartups(): Promise<number[]> {
+  const page = await auditEvents({ action: "Running" });
+  return startupTimes(page.events.filter((e) => e.eventType === "Running").map((e) => String(e.details?.reason ?? "")));
+}
+
 export default function MetricsPage() {
-  const sandboxes = usePoll(listSandboxes, REFRESH_MS);
+  const sandboxes = usePoll(async () => {
+    const list = await listSandboxes();
+    recordSandboxes(list);
+    return list;
+  }, REFRESH_MS);
   const analytics = usePoll(usage, REFRESH_MS);
   const pool = usePoll(warmPool, REFRESH_MS);
   const prom = usePoll(loadMetrics, REFRESH_MS);
-  const history = useRef<number[]>([]);
-  const [, bump] = useState(0);
+  // Without the analytics route, the audit trail's Running events carry each startup time.
+  const startups = usePoll(() => (analytics.unavailable ? loadStartups() : Promise.resolve([])), REFRESH_MS, [
+    analytics.unavailable,
+  ]);
 
   const byStatus = useMemo(() => {
     const c: Record<string, number> = {};
@@ -44,15 +65,13 @@ export default function MetricsPage() {
   }, [sandboxes.data]);
   const running = byStatus.Running ?? 0;
 
-  useEffect(() => {
-    if (!sandboxes.data) return;
-    history.current = [...history.current, running].slice(-HISTORY);
-    bump((n) => n + 1);
-  }, [sandboxes.data, running]);
-
   const queueDepth = prom.data ? metricValue(prom.data, QUEUE_METRICS) : undefined;
   let avgStartupMs = analytics.data?.avg_startup_ms;
   let startupSamples = analytics.data?.startup_sample_count;
+  if (avgStartupMs === undefined && startups.data?.length) {
+    avgStartupMs = startups.data.reduce((a, b) => a + b, 0) / startups.data.length;
+    startupSamples = startups.data.length;
+  }
   if (avgStartupMs === undefined && prom.data) {
     const sum = metricValue(prom.data, STARTUP_SUM);
     const count = metricValue(prom.data, STARTUP_COUNT);
@@ -82,7 +101,7 @@ export default function MetricsPage() {
           <span className="stat-value" data-testid="running-count">
             {sandboxes.data ? running : "…"}
           </span>
-          <Sparkline points={history.current} label={`Running sandboxes over the last ${HISTORY} samples`} />
+          <Sparkline points={runningHistory()} label={`Running sandboxes over the last ${HISTORY} samples`} />
         </div>
         <div className="stat">
           <span className="stat-label">Total sandboxes</span>

@@ -17,6 +17,7 @@ import type { Sandbox } from "../api/types";
 import { Confirm, Dialog } from "../components/Dialog";
 import { ErrorNote, StatusBadge } from "../components/Notice";
 import { useToast } from "../components/Toast";
+import { openPreview } from "../lib/preview";
 import { Link } from "../lib/router";
 import { ageOf } from "../lib/time";
 import { usePoll } from "../lib/usePoll";
@@ -176,6 +177,20 @@ function CloneDialog({ source, onCancel, onClone }: { source: string; onCancel: 
   );
 }
 
+/** Where a forwarded port opens: the server's preview address when it is on another origin
+ * (a preview domain), else the same-origin proxy path. */
+export function previewHref(id: string, previewUrl: string | undefined, port: number): string {
+  if (previewUrl) {
+    try {
+      const url = new URL(previewUrl, window.location.href);
+      if (url.origin !== window.location.origin) return url.href;
+    } catch {
+      // not a URL: use the proxy path
+    }
+  }
+  return previewPath(id, port);
+}
+
 /** Forwarded ports of a running sandbox: open in a new tab, remove, or forward another. */
 function Ports({ id }: { id: string }) {
   const ports = usePoll(() => listPorts(id), 5000, [id]);
@@ -223,10 +238,18 @@ function Ports({ id }: { id: string }) {
               <span className="port-number">{p.port}</span>
               <a
                 className="button small"
-                href={previewPath(id, p.port)}
+                href={previewHref(id, p.previewUrl, p.port)}
                 target="_blank"
                 rel="noopener"
                 aria-label={`Open port ${p.port} of ${id} in a new tab`}
+                onClick={(e) => {
+                  const href = previewHref(id, p.previewUrl, p.port);
+                  // Same-origin previews need the UI's credential, which a plain link cannot carry.
+                  if (href.startsWith("/") && e.button === 0 && !e.ctrlKey && !e.metaKey && !e.shiftKey) {
+                    e.preventDefault();
+                    openPreview(href);
+                  }
+                }}
               >
                 Open
               </a>

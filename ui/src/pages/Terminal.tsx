@@ -6,7 +6,7 @@ import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import { useEffect, useRef, useState } from "react";
 import { useSession } from "../app";
-import { getSandbox } from "../api/endpoints";
+import { getSandbox, terminalTicket } from "../api/endpoints";
 import { ApiError } from "../api/client";
 import { StatusBadge, Unavailable } from "../components/Notice";
 import { Link } from "../lib/router";
@@ -56,7 +56,18 @@ export default function TerminalPage({ id }: { id: string }) {
     };
     doFit();
     const ts = new TerminalSocket({
-      url: (session) => terminalUrl(id, credential, session),
+      url: async (session) => {
+        let ticket: string | null = null;
+        if (credential.kind === "apiKey") {
+          try {
+            ticket = (await terminalTicket(id)).ticket;
+          } catch (e) {
+            // A server without tickets only lets dev-auth through; anything else is a failure.
+            if (!(e instanceof ApiError && e.notAvailable)) throw new Error(e instanceof ApiError ? e.display : String(e));
+          }
+        }
+        return terminalUrl(id, credential, { sessionId: session, ticket, cols: terminal.cols, rows: terminal.rows });
+      },
       onOutput: (data) => terminal.write(data),
       onState: setState,
       size: () => ({ cols: terminal.cols, rows: terminal.rows }),

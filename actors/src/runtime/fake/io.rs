@@ -18,6 +18,9 @@ use crate::runtime::{
 
 /// Byte sent by a client to end the fake shell (Ctrl-D), like EOF on an empty line.
 pub const FAKE_EOF: u8 = 0x04;
+/// Byte that makes the fake PTY's connection break without an exit status, as when the
+/// sandbox's agent is killed.
+pub const FAKE_CRASH: u8 = 0x1d;
 
 /// What the fake runtime keeps for terminals and ports.
 #[derive(Default)]
@@ -69,6 +72,7 @@ impl FakeRuntime {
         tokio::spawn(async move {
             while let Some(input) = input_rx.recv().await {
                 match input {
+                    PtyInput::Data(data) if data.contains(&FAKE_CRASH) => return,
                     PtyInput::Data(data) => {
                         let eof = data.contains(&FAKE_EOF);
                         if output_tx.send(PtyOutput::Data(data)).await.is_err() {
