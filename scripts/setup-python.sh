@@ -8,4 +8,8 @@ fi
 if ! .venv-tests/bin/python -c 'import agenttier, sys; sys.exit(agenttier.__version__ != "0.8.1")' 2>/dev/null; then
   .venv-tests/bin/pip install --quiet --disable-pip-version-check 'agenttier==0.8.1'
 fi
+# Jupyter's terminal server, the peer the terminal benchmark (bench_terminal) measures against.
+if ! .venv-tests/bin/python -c 'import terminado' 2>/dev/null; then
+  .venv-tests/bin/pip install --quiet --disable-pip-version-check 'terminado==0.18.1'
+fi
 .venv-tests/bin/python -c 'import agenttier; print("python SDK", agenttier.__version__)'

@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 pub mod metrics;
 pub mod governance;
+pub mod leader;
 pub mod pool;
 pub mod root;
 pub mod runtime;

@@ -69,6 +69,9 @@ pub enum Command {
 pub enum RuntimeKind {
     /// Linux namespaces via bubblewrap on this machine, state in SQLite.
     Local,
+    /// Pods and PVCs on a Kubernetes cluster, state in custom resources (kubeconfig or
+    /// in-cluster service account).
+    Kubernetes,
 }
 
 /// Arguments of `serve`.
@@ -125,6 +128,55 @@ pub struct ServeArgs {
     /// Terminal sessions and file uploads.
     #[command(flatten)]
     pub interactive: InteractiveArgs,
+    /// Settings of `--runtime kubernetes`.
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
+/// Settings of `--runtime kubernetes` (ignored by the local runtime).
+#[derive(Args, Debug, Clone)]
+pub struct KubernetesArgs {
+    /// A kubeconfig file (default: `KUBECONFIG`, `~/.kube/config`, or the in-cluster account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The install namespace: API key Secrets, settings and warm pool ConfigMaps, the Lease.
+    #[arg(long = "namespace", env = "POD_NAMESPACE", default_value = "agenttier")]
+    pub install_namespace: String,
+    /// The namespace of the `agenttier-governance` ConfigMap (the contract's is `agenttier`).
+    #[arg(long, default_value = "agenttier")]
+    pub governance_namespace: String,
+    /// Create or update the bundled CRDs on start (`--manage-crds=false` when Helm or GitOps
+    /// owns them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_crds: bool,
+    /// Elect one replica (Lease `agenttier-controller-leader`) to run the cluster controller.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// This replica's identity in the Lease (default: the Pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_identity: Option<String>,
+    /// The image of sandboxes whose template names none.
+    #[arg(long, default_value = agenttier_crds::defaults::DEFAULT_IMAGE)]
+    pub sandbox_image: String,
+    /// The image of copy Pods (clones and snapshots without a VolumeSnapshot API; default: the
+    /// source sandbox's image).
+    #[arg(long)]
+    pub helper_image: Option<String>,
+    /// Workspace storage class when the template sets none (default: the cluster's default).
+    #[arg(long)]
+    pub storage_class: Option<String>,
+    /// VolumeSnapshotClass of clones and snapshots (default: the cluster's default).
+    #[arg(long)]
+    pub volume_snapshot_class: Option<String>,
+    /// How long a sandbox Pod may take to become Ready (image pulls included).
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    pub pod_start_timeout: std::time::Duration,
+    /// Domain of preview Ingresses of forwarded ports (`sandbox-<name>-<port>.<domain>`).
+    #[arg(long, env = "AGENTTIER_PREVIEW_DOMAIN")]
+    pub preview_domain: Option<String>,
+    /// IngressClass of preview Ingresses.
+    #[arg(long)]
+    pub ingress_class: Option<String>,
 }
 
 /// Terminal sessions (reconnect window, keepalive, replay buffer) and multi-file uploads.

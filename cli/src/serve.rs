@@ -11,6 +11,10 @@ use agenttier_actors::pool::PoolOptions;
 use agenttier_actors::sandbox::SandboxTimings;
 use agenttier_actors::{ActorSystem, SystemOptions};
 use agenttier_actors::runtime::Runtime;
+use agenttier_actors::runtime::kubernetes::KubernetesRuntimeConfig;
+use agenttier_actors::runtime::kubernetes::cluster::{Cluster, ClusterOptions};
+use agenttier_actors::runtime::kubernetes::ports::PreviewConfig;
+use agenttier_actors::store::kubernetes::KubernetesStoreConfig;
 use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use agenttier_actors::store::sqlite::SqliteStore;
 use agenttier_actors::store::{Store, StoreError, TypedStore};
@@ -26,27 +30,47 @@ const BOOTSTRAP_KEY_SETTING: &str = "bootstrap_admin_key_id";
 /// Runs the server until it is told to stop.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let (_telemetry, log_level) = crate::telemetry::init(args.log_format);
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = Arc::new(
-        SqliteStore::open(&data_dir.join("state.db")).context("cannot open the state database")?,
-    );
-    seed_default_templates(store.as_ref()).await?;
-
-    let runtime: Arc<dyn Runtime> = match args.runtime {
+    let mut data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let mut cluster = None;
+    let (store, runtime): (Arc<dyn Store>, Arc<dyn Runtime>) = match args.runtime {
         RuntimeKind::Local => {
+            std::fs::create_dir_all(&data_dir).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
+            })?;
+            let store = Arc::new(
+                SqliteStore::open(&data_dir.join("state.db"))
+                    .context("cannot open the state database")?,
+            );
             let agent = std::env::current_exe().context("cannot locate the agenttier binary")?;
             let mut config = LocalRuntimeConfig::new(data_dir.clone(), agent);
             config.sandbox_uid = args.sandbox_uid;
             config.sandbox_gid = args.sandbox_uid;
-            Arc::new(LocalRuntime::new(config).context("cannot start the local runtime")?)
+            let runtime =
+                Arc::new(LocalRuntime::new(config).context("cannot start the local runtime")?);
+            (store, runtime)
+        }
+        RuntimeKind::Kubernetes => {
+            // State lives in the cluster: no data directory is created.
+            let connected = Cluster::connect(cluster_options(&args))
+                .await
+                .context("cannot use the Kubernetes cluster")?;
+            data_dir = PathBuf::from(format!(
+                "the Kubernetes API (install namespace {})",
+                args.kubernetes.install_namespace
+            ));
+            let pair = (connected.store(), connected.runtime());
+            cluster = Some(connected);
+            pair
         }
     };
+    seed_default_templates(store.as_ref()).await?;
     let options = system_options(&args.lifecycle, &args.sandbox_namespace);
     let system = ActorSystem::start_with(store.clone() as Arc<dyn Store>, runtime, options)
         .await
         .context("cannot start the actor system")?;
+    if let Some(cluster) = cluster.as_mut() {
+        cluster.start_background(system.control.warm_pool.clone());
+    }
     let state = AppState {
         control: system.control.clone(),
         auth: Arc::new(authenticator(&args, store.clone() as Arc<dyn Store>).await?),
@@ -83,7 +107,41 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "shutting down; running sandboxes keep running and are re-adopted on the next start"
     );
     system.shutdown().await;
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
     Ok(())
+}
+
+/// The `--runtime kubernetes` settings from the `serve` flags.
+fn cluster_options(args: &ServeArgs) -> ClusterOptions {
+    let kube = &args.kubernetes;
+    let identity = kube.leader_identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    ClusterOptions {
+        kubeconfig: kube.kubeconfig.clone(),
+        manage_crds: kube.manage_crds,
+        leader_election: kube.leader_election,
+        identity,
+        store: KubernetesStoreConfig {
+            install_namespace: kube.install_namespace.clone(),
+            governance_namespace: kube.governance_namespace.clone(),
+        },
+        runtime: KubernetesRuntimeConfig {
+            default_image: kube.sandbox_image.clone(),
+            helper_image: kube.helper_image.clone(),
+            storage_class: kube.storage_class.clone(),
+            volume_snapshot_class: kube.volume_snapshot_class.clone(),
+            start_timeout: kube.pod_start_timeout,
+            ..KubernetesRuntimeConfig::default()
+        },
+        preview: PreviewConfig {
+            domain: kube.preview_domain.clone(),
+            ingress_class: kube.ingress_class.clone(),
+        },
+    }
 }
 
 /// API keys always; OIDC bearer tokens when an issuer is configured (fail closed otherwise).
@@ -107,6 +165,7 @@ async fn authenticator(args: &ServeArgs, store: Arc<dyn Store>) -> Result<Authen
         keys = verifier.key_count(),
         "OIDC bearer tokens accepted"
     );
+    agenttier_gateway::ui::advertise_oidc(issuer, client_id);
     Ok(auth.with_oidc(verifier))
 }
 
@@ -154,7 +213,7 @@ const DEFAULTS_SEEDED_SETTING: &str = "default_templates_seeded";
 
 /// Creates the default ClusterSandboxTemplates on the first start only, so an admin's edits and
 /// deletions stick.
-async fn seed_default_templates(store: &SqliteStore) -> Result<()> {
+async fn seed_default_templates(store: &dyn Store) -> Result<()> {
     if store.get_setting(DEFAULTS_SEEDED_SETTING).await?.is_some() {
         return Ok(());
     }
@@ -170,7 +229,7 @@ async fn seed_default_templates(store: &SqliteStore) -> Result<()> {
 }
 
 /// On the very first start, mints an admin API key; returns its plaintext only then.
-async fn bootstrap_admin_key(store: &SqliteStore) -> Result<Option<String>> {
+async fn bootstrap_admin_key(store: &dyn Store) -> Result<Option<String>> {
     if store.get_setting(BOOTSTRAP_KEY_SETTING).await?.is_some() {
         return Ok(None);
     }

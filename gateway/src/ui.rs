@@ -10,16 +10,42 @@
 //! `agenttier_ui` cfg unset, nothing is embedded, and `/` answers with a page that says how to
 //! build the UI.
 
-use axum::Router;
+use std::sync::OnceLock;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
 
 use crate::AppState;
 
-/// The UI's routes: a fallback, so it never shadows an API route. Merged last in [`crate::app`].
+/// The UI's routes: `GET /api/v1/auth/config` (public: the sign-in page reads it before anyone
+/// is signed in) and a fallback, so the UI never shadows an API route. Merged in [`crate::app`].
 pub fn router() -> Router<AppState> {
-    Router::new().fallback(serve)
+    Router::new()
+        .route("/api/v1/auth/config", get(auth_config))
+        .fallback(serve)
+}
+
+/// The OIDC issuer and client id the sign-in page offers, set once at start-up by
+/// `agenttier serve` when an issuer is configured. Both are public values: the browser needs
+/// them for the authorization-code flow with PKCE.
+static OIDC: OnceLock<(String, String)> = OnceLock::new();
+
+/// Makes the sign-in page offer single sign-on with this issuer and client id.
+pub fn advertise_oidc(issuer: &str, client_id: &str) {
+    let _ = OIDC.set((issuer.to_string(), client_id.to_string()));
+}
+
+/// GET `/api/v1/auth/config`: `{"oidcIssuer", "oidcClientId"}`, both `null` without OIDC.
+async fn auth_config() -> Json<Value> {
+    let (issuer, client_id) = match OIDC.get() {
+        Some((issuer, client_id)) => (Some(issuer.as_str()), Some(client_id.as_str())),
+        None => (None, None),
+    };
+    Json(json!({"oidcIssuer": issuer, "oidcClientId": client_id}))
 }
 
 /// Paths that belong to the server, never to the UI: they keep the JSON 404.
@@ -269,12 +295,7 @@ mod tests {
     #[tokio::test]
     async fn api_paths_keep_the_json_404_and_ui_paths_get_html() {
         let (state, _system) = state().await;
-        for path in [
-            "/api/v1/no-such-route",
-            "/api/elsewhere",
-            "/ws/nothing",
-            "/metrics",
-        ] {
+        for path in ["/api/v1/no-such-route", "/api/elsewhere", "/ws/nothing"] {
             let (status, headers, body) = get(&state, "GET", path, &[]).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
             assert!(
@@ -315,6 +336,25 @@ mod tests {
                 assert!(html.contains("npm --prefix ui ci"), "{path}: {html}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn auth_config_is_public_and_names_the_advertised_issuer() {
+        let (state, _system) = state().await;
+        let (status, _, body) = get(&state, "GET", "/api/v1/auth/config", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json, json!({"oidcIssuer": null, "oidcClientId": null}));
+        advertise_oidc("https://idp.example/realms/a", "agenttier-ui");
+        let (_, _, body) = get(&state, "GET", "/api/v1/auth/config", &[]).await;
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            json!({"oidcIssuer": "https://idp.example/realms/a", "oidcClientId": "agenttier-ui"})
+        );
+        // Only that one path is public: its neighbours are the API's.
+        let (status, _, _) = get(&state, "GET", "/api/v1/auth/other", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[cfg(agenttier_ui)]

@@ -11,40 +11,18 @@
 // server does not have yet is checked to show its "not available on this server" state, and is
 // listed at the end. A screenshot of every page goes to $SCREENSHOT_DIR.
 
-import { mkdirSync, writeFileSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { Run, apiClient, settings, until } from "./lib.mjs";
 
-const BASE = (process.env.AGENTTIER_URL ?? "").replace(/\/$/, "");
-const KEY = process.env.AGENTTIER_ADMIN_KEY ?? "";
-const SHOTS = process.env.SCREENSHOT_DIR ?? join(process.cwd(), "screenshots");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const TIMEOUT = 20_000;
-
-if (!BASE || !KEY) {
-  console.error("set AGENTTIER_URL and AGENTTIER_ADMIN_KEY");
-  process.exit(2);
-}
-mkdirSync(SHOTS, { recursive: true });
-
-// ---- the API, for probing what the server has and for checking what the UI did --------------
-
-async function api(method, path, body) {
-  const response = await fetch(`${BASE}/api/v1${path}`, {
-    method,
-    headers: { "X-API-Key": KEY, ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  return { status: response.status, json, text };
-}
+const { base: BASE, key: KEY, shots: SHOTS } = settings();
+const api = apiClient(BASE, KEY);
+const run = new Run(SHOTS);
+const step = (name, fn) => run.step(name, fn);
+const shot = (name, target) => run.shot(name, target);
+const card = (name) => run.card(name);
+const cardStatus = (name, status) => run.cardStatus(name, status);
+const unavailable = [];
 
 /** A route exists unless the server answers its "no route" 404 (or the Go server's text 404). */
 function exists(r) {
@@ -59,7 +37,7 @@ async function probe(method, path, body) {
 }
 
 async function wsExists() {
-  // An upgrade request to a route that does not exist gets the fallback's 404 "no route".
+  // A request to a route that does not exist gets the fallback's 404 "no route".
   const response = await fetch(`${BASE}/ws/terminal/__probe__`, { headers: { "X-API-Key": KEY } });
   const text = await response.text();
   return !(response.status === 404 && text.includes("no route for"));
@@ -71,84 +49,13 @@ async function exec(id, command) {
   return r.json;
 }
 
-async function until(check, what, ms = TIMEOUT) {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
-
-// ---- steps ----------------------------------------------------------------------------------
-
-const results = [];
-const unavailable = [];
-let page;
-
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`  ok    ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`  FAIL  ${name}: ${e?.stack ?? e}`);
-    try {
-      await page?.screenshot({ path: join(SHOTS, `FAILED-${name.replace(/\W+/g, "-")}.png`), fullPage: true });
-    } catch {
-      // the page is gone
-    }
-    throw e;
-  }
-}
-
-let shotNo = 0;
-async function shot(name) {
-  shotNo++;
-  const file = join(SHOTS, `${String(shotNo).padStart(2, "0")}-${name}.png`);
-  await page.waitForTimeout(150); // let transitions and fonts settle
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`        screenshot ${file}`);
-}
-
-const card = (name) => page.locator("article", { has: page.getByRole("heading", { name, exact: true }) });
-
-async function cardStatus(name, status) {
-  await card(name).locator(".badge", { hasText: status }).waitFor({ timeout: TIMEOUT });
-}
-
 // ---- main -----------------------------------------------------------------------------------
 
-const profile = join(tmpdir(), `agenttier-e2e-${process.pid}`);
-const downloads = `${profile}-downloads`;
-mkdirSync(downloads, { recursive: true });
-
-// A fresh profile for every run (playwright passes it as --user-data-dir).
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  viewport: { width: 1366, height: 860 },
-  acceptDownloads: true,
-});
+const page = await run.launch();
+const downloads = run.downloads;
 
 let failed = false;
 try {
-  page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const consoleErrors = [];
-  page.on("pageerror", (e) => consoleErrors.push(String(e)));
-
   const has = {
     terminal: await wsExists(),
     files: await probe("GET", "/sandboxes/__probe__/files/?path=/workspace"),
@@ -165,7 +72,7 @@ try {
   const required = (process.env.E2E_REQUIRE ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const missing = required.filter((k) => !has[k]);
   if (missing.length) {
-    results.push({ name: "required endpoints", ok: false });
+    run.results.push({ name: "required endpoints", ok: false });
     throw new Error(`the server lacks required endpoints: ${missing.join(", ")}`);
   }
 
@@ -332,10 +239,7 @@ try {
       await popup.getByText("hello from agenttier").waitFor();
       await popup.goBack();
       await popup.getByRole("link", { name: "docs/" }).waitFor();
-      const previous = page;
-      page = popup;
-      await shot("preview");
-      page = previous;
+      await shot("preview", popup);
       await popup.close();
       await ports.getByRole("button", { name: "Remove port 8000 of demo" }).click();
       await open.waitFor({ state: "detached" });
@@ -512,23 +416,9 @@ try {
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByLabel("API key").waitFor();
   });
-
-  if (consoleErrors.length) {
-    results.push({ name: "no uncaught page errors", ok: false });
-    console.log(`  FAIL  uncaught page errors:\n${consoleErrors.join("\n")}`);
-    failed = true;
-  }
 } catch (e) {
-  if (!results.some((r) => !r.ok)) console.log(`  FAIL  ${e?.stack ?? e}`);
+  if (!run.results.some((r) => !r.ok)) console.log(`  FAIL  ${e?.stack ?? e}`);
   failed = true;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-  rmSync(downloads, { recursive: true, force: true });
 }
+await run.finish(failed, unavailable.length ? `waiting for server endpoints: ${unavailable.join(", ")}` : undefined);
 
-const passed = results.filter((r) => r.ok).length;
-const bad = results.length - passed;
-if (unavailable.length) console.log(`waiting for server endpoints: ${unavailable.join(", ")}`);
-console.log(`ui e2e: ${passed} passed, ${bad} failed`);
-process.exit(failed || bad ? 1 : 0);

@@ -9,7 +9,9 @@
 //! init scripts, files, credentials, sidecars), so the runtime reads the Sandbox and resolves its
 //! template chain itself, with the same resolution code the actor uses.
 
+pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod crds;
 mod exec;
 mod files;
@@ -17,8 +19,10 @@ pub mod network;
 pub mod names;
 pub mod pod;
 pub mod pod_state;
+pub mod ports;
 mod snapshots;
 pub mod volumes;
+pub mod warm_pool;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
