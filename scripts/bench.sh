@@ -9,3 +9,8 @@ fi
 scripts/install-deps.sh
 cargo build --release -p agenttier -p agenttier-integration-tests --bin agenttier --bin bench
 AGENTTIER_BIN="$PWD/target/release/agenttier" target/release/bench
+# Terminal echo latency and output throughput beside Jupyter's terminado (installed into
+# .venv-tests), then file upload, download and archive throughput.
+scripts/setup-python.sh
+cargo build --release -p agenttier-integration-tests --bin bench_terminal
+AGENTTIER_BIN="$PWD/target/release/agenttier" target/release/bench_terminal

@@ -149,7 +149,11 @@ pub fn parse_time(field: &str, value: &str) -> Result<String> {
     value
         .parse::<Timestamp>()
         .map(format_timestamp)
-        .map_err(|e| Error::Invalid(format!("invalid {field} {value:?}: not an RFC 3339 time: {e}")))
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "invalid {field} {value:?}: not an RFC 3339 time: {e}"
+            ))
+        })
 }
 
 /// Records `action` on a sandbox, done by `actor` (a user's subject). The message says what
@@ -239,7 +243,9 @@ impl AuditQuery {
             None => a,
         });
         if let Some(reason) = &reason
-            && !reason.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !reason
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(Error::Invalid(format!(
                 "invalid action {reason:?}: use an action name such as create or terminal-open, \
@@ -420,9 +426,15 @@ mod tests {
             .unwrap();
         let middle = timestamp_now();
         for i in 0..3 {
-            record(&store, &key("a"), AuditAction::Exec, "alice", exec_message(&format!("echo {i}")))
-                .await
-                .unwrap();
+            record(
+                &store,
+                &key("a"),
+                AuditAction::Exec,
+                "alice",
+                exec_message(&format!("echo {i}")),
+            )
+            .await
+            .unwrap();
         }
         let names = |page: &AuditPage| -> Vec<(String, String)> {
             page.events
@@ -441,7 +453,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             names(&creates),
-            [("b".into(), "Created".into()), ("a".into(), "Created".into())]
+            [
+                ("b".into(), "Created".into()),
+                ("a".into(), "Created".into())
+            ]
         );
         let bob = query(
             &store,

@@ -142,6 +142,9 @@ pub struct KubernetesArgs {
     /// The install namespace: API key Secrets, settings and warm pool ConfigMaps, the Lease.
     #[arg(long = "namespace", env = "POD_NAMESPACE", default_value = "agenttier")]
     pub install_namespace: String,
+    /// Only manage Sandboxes and SandboxTemplates of this namespace (default: every namespace).
+    #[arg(long)]
+    pub watch_namespace: Option<String>,
     /// The namespace of the `agenttier-governance` ConfigMap (the contract's is `agenttier`).
     #[arg(long, default_value = "agenttier")]
     pub governance_namespace: String,

@@ -8,16 +8,16 @@ use anyhow::{Context, Result};
 use kube::ResourceExt;
 
 use agenttier_actors::pool::PoolOptions;
-use agenttier_actors::sandbox::SandboxTimings;
-use agenttier_actors::{ActorSystem, SystemOptions};
 use agenttier_actors::runtime::Runtime;
 use agenttier_actors::runtime::kubernetes::KubernetesRuntimeConfig;
 use agenttier_actors::runtime::kubernetes::cluster::{Cluster, ClusterOptions};
 use agenttier_actors::runtime::kubernetes::ports::PreviewConfig;
 use agenttier_actors::store::kubernetes::KubernetesStoreConfig;
 use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
+use agenttier_actors::sandbox::SandboxTimings;
 use agenttier_actors::store::sqlite::SqliteStore;
 use agenttier_actors::store::{Store, StoreError, TypedStore};
+use agenttier_actors::{ActorSystem, SystemOptions};
 use agenttier_crds::ClusterSandboxTemplate;
 use agenttier_gateway::auth::{Authenticator, OidcConfig, OidcVerifier, api_keys};
 use agenttier_gateway::{AppState, GatewayConfig};
@@ -128,6 +128,7 @@ fn cluster_options(args: &ServeArgs) -> ClusterOptions {
         store: KubernetesStoreConfig {
             install_namespace: kube.install_namespace.clone(),
             governance_namespace: kube.governance_namespace.clone(),
+            watch_namespace: kube.watch_namespace.clone(),
         },
         runtime: KubernetesRuntimeConfig {
             default_image: kube.sandbox_image.clone(),

@@ -72,7 +72,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::serve))
         .nest("/api/v1", api)
         .merge(routes::terminal::ws_router(tickets))
-        // The web UI answers every other GET (its fallback keeps the JSON 404 for API paths).
+        // The web UI and its public /api/v1/auth/config; the UI's fallback answers every other
+        // GET and keeps the JSON 404 for API paths.
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

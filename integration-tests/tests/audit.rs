@@ -52,11 +52,17 @@ fn triple(sandbox: &str, reason: &str, actor: &str) -> (String, String, String) 
 async fn check_queries(server: &Server, window: (&str, &str)) {
     assert_eq!(
         query(server, "action=create").await,
-        [triple("aud-b", "Created", "bob"), triple("aud-a", "Created", "admin")]
+        [
+            triple("aud-b", "Created", "bob"),
+            triple("aud-a", "Created", "admin")
+        ]
     );
     assert_eq!(
         query(server, "user=bob").await,
-        [triple("aud-b", "Stopped", "bob"), triple("aud-b", "Created", "bob")]
+        [
+            triple("aud-b", "Stopped", "bob"),
+            triple("aud-b", "Created", "bob")
+        ]
     );
     assert_eq!(
         query(server, "action=exec&user=admin&sandbox=aud-a").await,
@@ -72,7 +78,11 @@ async fn check_queries(server: &Server, window: (&str, &str)) {
         "only what happened inside the window"
     );
     assert_eq!(
-        query(server, &format!("until={since}&namespace=default&action=Running")).await,
+        query(
+            server,
+            &format!("until={since}&namespace=default&action=Running")
+        )
+        .await,
         [
             triple("aud-b", "Running", "agenttier-controller"),
             triple("aud-a", "Running", "agenttier-controller")
@@ -156,7 +166,8 @@ async fn audit_queries_return_exactly_the_expected_records_across_a_restart() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string(), "{body}");
     }
-    let (status, body) = status_json(bob.get(server.api("/audit/events")).send().await.unwrap()).await;
+    let (status, body) =
+        status_json(bob.get(server.api("/audit/events")).send().await.unwrap()).await;
     assert_eq!((status, body), (403, json!({"error": "admin_required"})));
 
     // Nothing is lost when the server is killed and started again.
@@ -168,7 +179,10 @@ async fn audit_queries_return_exactly_the_expected_records_across_a_restart() {
     check_queries(&server, (&since, &until)).await;
     let (_, after) = server.get("/audit/events?limit=1000").await;
     let after_ids = ids(&after);
-    assert!(after_ids.ends_with(&all_ids), "every earlier event is still there");
+    assert!(
+        after_ids.ends_with(&all_ids),
+        "every earlier event is still there"
+    );
     drop(server);
     agenttier_integration_tests::stop_all_sandboxes(&data);
     drop(tmp);

@@ -54,9 +54,14 @@ async fn backups_are_taken_listed_restored_and_deleted() {
     assert_eq!(restored["restoredFrom"], "bk");
     assert_eq!(restored["snapshot"], name.as_str());
     server.wait_phase("bk-restored", "Running").await;
-    assert_eq!(server.exec("bk-restored", "cat /workspace/d/f").await.0, "v1\n");
+    assert_eq!(
+        server.exec("bk-restored", "cat /workspace/d/f").await.0,
+        "v1\n"
+    );
     assert_eq!(server.exec("bk", "cat /workspace/d/f").await.0, "v2\n");
-    let (_, events) = server.get("/audit/events?sandbox=bk-restored&action=restore").await;
+    let (_, events) = server
+        .get("/audit/events?sandbox=bk-restored&action=restore")
+        .await;
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
 
     // Restore passes governance like a create.
@@ -99,7 +104,10 @@ async fn backups_are_taken_listed_restored_and_deleted() {
         .await;
     assert_eq!(
         (status, body),
-        (404, json!({"error": "snapshot not found (it may have been pruned)"}))
+        (
+            404,
+            json!({"error": "snapshot not found (it may have been pruned)"})
+        )
     );
 
     // Someone else's sandbox: its backups are not theirs to see.
@@ -107,8 +115,14 @@ async fn backups_are_taken_listed_restored_and_deleted() {
     let (key, record) = agenttier_gateway::auth::api_keys::mint("mallory", "e2e", false);
     store.put_api_key(record).await.unwrap();
     let mallory = client_with_key(&key);
-    let (status, _) =
-        status_json(mallory.get(server.api("/sandboxes/bk/backups")).send().await.unwrap()).await;
+    let (status, _) = status_json(
+        mallory
+            .get(server.api("/sandboxes/bk/backups"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 404);
 
     let response = server
@@ -118,10 +132,18 @@ async fn backups_are_taken_listed_restored_and_deleted() {
         .await
         .unwrap();
     let (status, body) = status_json(response).await;
-    assert_eq!((status, body), (200, json!({"status": "deleted", "name": name})));
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "deleted", "name": name}))
+    );
     let (_, list) = server.get("/sandboxes/bk/backups").await;
     assert_eq!(list, json!({"backups": []}));
-    assert_eq!(server.delete(&format!("/sandboxes/bk/backups/{name}")).await, 404);
+    assert_eq!(
+        server
+            .delete(&format!("/sandboxes/bk/backups/{name}"))
+            .await,
+        404
+    );
     let (status, _) = server
         .post(&format!("/sandboxes/bk/backups/{name}/restore"), json!({}))
         .await;

@@ -211,7 +211,11 @@ async fn a_sandbox_that_keeps_failing_stops_after_five_attempts() {
     let events = events(&server, "flaky").await;
     let count = |reason: &str| events.iter().filter(|(r, _)| r == reason).count();
     assert_eq!(
-        (count("AutoRestarted"), count("Restarting"), count("RestartLimitExceeded")),
+        (
+            count("AutoRestarted"),
+            count("Restarting"),
+            count("RestartLimitExceeded")
+        ),
         (5, 5, 1),
         "{events:?}"
     );
@@ -231,7 +235,11 @@ async fn a_sandbox_that_keeps_failing_stops_after_five_attempts() {
         ]
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(events_len(&server).await, events.len(), "no further attempts");
+    assert_eq!(
+        events_len(&server).await,
+        events.len(),
+        "no further attempts"
+    );
 }
 
 async fn events_len(server: &Server) -> usize {

@@ -138,9 +138,11 @@ async fn steady_exec_keeps_an_idle_sandbox_running() {
     let (_, body) = server.get("/sandboxes/steady").await;
     assert_eq!(body["status"], "Running");
     assert!(body["lastActivityAt"].as_str().is_some());
-    assert!(!reasons(&server, "steady")
-        .await
-        .contains(&"StopPending".to_string()));
+    assert!(
+        !reasons(&server, "steady")
+            .await
+            .contains(&"StopPending".to_string())
+    );
 }
 
 #[tokio::test]
@@ -165,7 +167,10 @@ async fn max_runtime_stops_a_busy_sandbox() {
     assert!(begun.elapsed() >= Duration::from_millis(2500));
     assert_eq!(stopped["message"], "Max runtime exceeded");
     let reasons = reasons(&server, "capped").await;
-    assert_eq!(reasons.last().map(String::as_str), Some("MaxRuntimeReached"));
+    assert_eq!(
+        reasons.last().map(String::as_str),
+        Some("MaxRuntimeReached")
+    );
     assert!(reasons.contains(&"StopPending".to_string()));
     assert!(!reasons.contains(&"StopPostponed".to_string()));
     assert_eq!(resume_and_read(&server, "capped").await, "kept\n");

@@ -96,9 +96,16 @@ async fn a_create_claims_a_warm_sandbox_with_its_own_env_and_timeouts() {
         json!({"status": "updated", "pools": [{"template": "envy", "desiredCount": 2}]})
     );
     let status = wait_ready(&server, "envy", 2).await;
-    assert_eq!(status["readyCount"], 2, "one pool: fields repeated at the top level");
+    assert_eq!(
+        status["readyCount"], 2,
+        "one pool: fields repeated at the top level"
+    );
     let (_, list) = server.get("/sandboxes").await;
-    assert_eq!(list["sandboxes"], json!([]), "pooled sandboxes are not listed");
+    assert_eq!(
+        list["sandboxes"],
+        json!([]),
+        "pooled sandboxes are not listed"
+    );
     let pooled_before = pool_dirs(&server);
     assert_eq!(pooled_before.len(), 2);
 
@@ -109,11 +116,18 @@ async fn a_create_claims_a_warm_sandbox_with_its_own_env_and_timeouts() {
         )
         .await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["status"], "Running", "a warm claim answers Running at once");
+    assert_eq!(
+        created["status"], "Running",
+        "a warm claim answers Running at once"
+    );
     assert!(is_pooled(&created), "{created}");
-    let (out, _, _) = server.exec("warm-a", "echo $GREETING; echo mine > /workspace/f").await;
+    let (out, _, _) = server
+        .exec("warm-a", "echo $GREETING; echo mine > /workspace/f")
+        .await;
     assert_eq!(out, "hello\n");
-    let (_, events) = server.get("/audit/events?sandbox=warm-a&action=Running").await;
+    let (_, events) = server
+        .get("/audit/events?sandbox=warm-a&action=Running")
+        .await;
     assert!(
         events["events"][0]["details"]["reason"]
             .as_str()
@@ -140,7 +154,10 @@ async fn a_create_claims_a_warm_sandbox_with_its_own_env_and_timeouts() {
     let (status, _) = server.post("/sandboxes/warm-a/resume", json!({})).await;
     assert_eq!(status, 200);
     let resumed = server.wait_phase("warm-a", "Running").await;
-    assert_eq!(resumed["pvcName"], created["pvcName"], "resume never claims");
+    assert_eq!(
+        resumed["pvcName"], created["pvcName"],
+        "resume never claims"
+    );
     assert_eq!(server.exec("warm-a", "cat /workspace/f").await.0, "mine\n");
     wait_ready(&server, "envy", 2).await;
 
@@ -168,7 +185,11 @@ async fn a_create_claims_a_warm_sandbox_with_its_own_env_and_timeouts() {
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(15);
     while pool_dirs(&server).len() != 2 {
-        assert!(Instant::now() < deadline, "not drained: {:?}", pool_dirs(&server));
+        assert!(
+            Instant::now() < deadline,
+            "not drained: {:?}",
+            pool_dirs(&server)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (status, cold) = server
@@ -219,6 +240,12 @@ async fn warm_pool_config_mistakes_are_4xx() {
         .unwrap();
     let (status, body) = status_json(response).await;
     assert_eq!((status, body), (403, json!({"error": "admin_required"})));
-    let (status, _) = status_json(bob.get(server.api("/warmpool/status")).send().await.unwrap()).await;
+    let (status, _) = status_json(
+        bob.get(server.api("/warmpool/status"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "any user may read the pool's status");
 }

@@ -148,8 +148,37 @@ try {
       await page.keyboard.type("echo ui-e2e-$((6*7)) && cat /workspace/hello.txt\r");
       await page.locator(".xterm-rows", { hasText: "ui-e2e-42" }).waitFor();
       await page.locator(".xterm-rows", { hasText: "hello from agenttier" }).waitFor();
+      // Resize: a smaller window makes a smaller terminal, and the shell is told.
+      const size = async (tag) => {
+        await page.keyboard.type(`clear; echo ${tag}=$(stty size | tr ' ' x)\r`);
+        const row = page.locator(".xterm-rows > div", { hasText: new RegExp(`^${tag}=\\d+x\\d+`) });
+        await row.waitFor();
+        const [rows, cols] = (await row.innerText()).trim().slice(tag.length + 1).split("x").map(Number);
+        return { rows, cols };
+      };
+      const big = await size("big");
+      await page.setViewportSize({ width: 900, height: 520 });
+      await page.waitForTimeout(300);
+      const small = await size("small");
+      if (!(small.rows < big.rows && small.cols < big.cols)) throw new Error(`resize: ${JSON.stringify({ big, small })}`);
+      await page.setViewportSize({ width: 1366, height: 860 });
+      // Paste from the clipboard with the toolbar button.
+      await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: BASE });
+      await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((40+2))"));
+      await page.getByRole("button", { name: "Paste" }).click();
+      await page.locator(".xterm-rows", { hasText: "echo pasted-$((40+2))" }).waitFor();
+      await page.waitForFunction(() => document.activeElement?.classList.contains("xterm-helper-textarea"));
+      await page.keyboard.press("Enter");
+      await page.locator(".xterm-rows", { hasText: "pasted-42" }).waitFor();
+      await page.keyboard.type("ls /workspace && wc -c /workspace/hello.txt\r");
+      await page.locator(".xterm-rows", { hasText: "21 /workspace/hello.txt" }).waitFor();
       await shot("terminal");
-      await page.getByRole("link", { name: "← Sandboxes" }).click();
+      // Keyboard only: out of the terminal (which keeps Tab for the shell) and back to the list.
+      await page.keyboard.press("Control+Shift+X");
+      await page.getByRole("link", { name: "← Sandboxes" }).evaluate((el) => {
+        if (document.activeElement !== el) throw new Error("Ctrl+Shift+X did not leave the terminal");
+      });
+      await page.keyboard.press("Enter");
       await page.getByRole("heading", { name: "Sandboxes", level: 1 }).waitFor();
     });
   } else {
@@ -235,6 +264,9 @@ try {
       // …so the UI's preview worker adds it.
       const [popup] = await Promise.all([page.waitForEvent("popup"), open.click()]);
       await popup.getByRole("heading", { name: "Directory listing for /" }).waitFor();
+      // The sandbox's page gets the credential on its requests only, never into its hands.
+      const leaked = await popup.evaluate(() => [window.opener !== null, sessionStorage.getItem("agenttier.credential")]);
+      if (leaked[0] || leaked[1]) throw new Error(`the preview tab can reach the credential: ${JSON.stringify(leaked)}`);
       await popup.getByRole("link", { name: "hello.txt" }).click();
       await popup.getByText("hello from agenttier").waitFor();
       await popup.goBack();

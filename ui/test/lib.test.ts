@@ -179,3 +179,14 @@ describe("running history", async () => {
     expect(runningHistory()).toHaveLength(HISTORY);
   });
 });
+
+describe("preview addresses", async () => {
+  const { previewHref } = await import("../src/pages/SandboxCard");
+  it("uses the same-origin proxy unless the server names another origin", () => {
+    expect(previewHref("a b", undefined, 8000)).toBe("/api/v1/sandboxes/a%20b/preview/8000/");
+    expect(previewHref("x", `${window.location.origin}/api/v1/sandboxes/x/preview/8000/`, 8000)).toBe(
+      "/api/v1/sandboxes/x/preview/8000/",
+    );
+    expect(previewHref("x", "https://sandbox-x-8000.preview.example/", 8000)).toBe("https://sandbox-x-8000.preview.example/");
+  });
+});

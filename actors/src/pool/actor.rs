@@ -148,9 +148,8 @@ impl Actor for WarmPool {
         };
         state.config = state.load_config().await;
         state.readopt().await?;
-        state.ticker = Some(myself.send_interval(state.options.reconcile_interval, || {
-            WarmPoolMsg::Tick
-        }));
+        state.ticker =
+            Some(myself.send_interval(state.options.reconcile_interval, || WarmPoolMsg::Tick));
         myself.cast(WarmPoolMsg::Refill)?;
         Ok(state)
     }
@@ -431,7 +430,12 @@ impl WarmPoolState {
     /// Starts what is missing and removes what is too much, within the start budget.
     fn refill(&mut self, myself: &ActorRef<WarmPoolMsg>) {
         let mut extra = Vec::new();
-        let configured: HashSet<&str> = self.config.pools.iter().map(|p| p.template.as_str()).collect();
+        let configured: HashSet<&str> = self
+            .config
+            .pools
+            .iter()
+            .map(|p| p.template.as_str())
+            .collect();
         for (name, pool) in self.pools.iter_mut() {
             let desired = if configured.contains(name.as_str()) {
                 self.config.desired(name) as usize
@@ -464,8 +468,7 @@ impl WarmPoolState {
             if pool.retry_at.is_some_and(|t| now < t) {
                 continue;
             }
-            while budget > 0 && pool.ready.len() + pool.starting.len() < p.desired_count as usize
-            {
+            while budget > 0 && pool.ready.len() + pool.starting.len() < p.desired_count as usize {
                 budget -= 1;
                 let id = instance_id(&p.template);
                 pool.starting.insert(id.clone());
@@ -480,7 +483,9 @@ impl WarmPoolState {
             }
         }
         self.pools.retain(|name, pool| {
-            configured.contains(name.as_str()) || !pool.starting.is_empty() || !pool.ready.is_empty()
+            configured.contains(name.as_str())
+                || !pool.starting.is_empty()
+                || !pool.ready.is_empty()
         });
     }
 
@@ -503,7 +508,10 @@ impl WarmPoolState {
                 pool.failures = 0;
                 pool.retry_at = None;
                 pool.last_error = None;
-                let fits = pool.current.as_ref().is_some_and(|(_, f)| *f == fingerprint);
+                let fits = pool
+                    .current
+                    .as_ref()
+                    .is_some_and(|(_, f)| *f == fingerprint);
                 if fits && pool.ready.len() < desired {
                     pool.ready.push_back(Instance { id, fingerprint });
                 } else {
@@ -571,7 +579,11 @@ impl WarmPoolState {
                     template: template.clone(),
                 })
                 .set(pool.ready.len() as i64);
-            let print = pool.current.as_ref().map(|(_, f)| f.clone()).unwrap_or_default();
+            let print = pool
+                .current
+                .as_ref()
+                .map(|(_, f)| f.clone())
+                .unwrap_or_default();
             for instance in &pool.ready {
                 instances.push(Entry {
                     id: instance.id.0.clone(),

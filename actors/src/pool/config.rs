@@ -113,16 +113,38 @@ mod tests {
                 .unwrap();
         assert_eq!(config.desired("a"), 2);
         let legacy = WarmPoolConfig::from_json(&json!({"template":"b","desiredCount":3})).unwrap();
-        assert_eq!(legacy.pools, [PoolConfig { template: "b".into(), desired_count: 3 }]);
-        assert!(WarmPoolConfig::from_json(&json!({})).unwrap().pools.is_empty());
-        assert!(WarmPoolConfig::from_json(&json!({"pools": null})).unwrap().pools.is_empty());
+        assert_eq!(
+            legacy.pools,
+            [PoolConfig {
+                template: "b".into(),
+                desired_count: 3
+            }]
+        );
+        assert!(
+            WarmPoolConfig::from_json(&json!({}))
+                .unwrap()
+                .pools
+                .is_empty()
+        );
+        assert!(
+            WarmPoolConfig::from_json(&json!({"pools": null}))
+                .unwrap()
+                .pools
+                .is_empty()
+        );
     }
 
     #[test]
     fn mistakes_name_the_field() {
         let cases = [
-            (json!({"pools":[{"desiredCount":1}]}), "pools[0].template is required"),
-            (json!({"pools":[{"template":""}]}), "pools[0].template is required"),
+            (
+                json!({"pools":[{"desiredCount":1}]}),
+                "pools[0].template is required",
+            ),
+            (
+                json!({"pools":[{"template":""}]}),
+                "pools[0].template is required",
+            ),
             (
                 json!({"pools":[{"template":"a","desiredCount":11}]}),
                 "pools[0].desiredCount must be between 0 and 10",
@@ -139,7 +161,11 @@ mod tests {
             (json!([1]), "the body must be a JSON object"),
         ];
         for (body, message) in cases {
-            assert_eq!(WarmPoolConfig::from_json(&body), Err(message.to_string()), "{body}");
+            assert_eq!(
+                WarmPoolConfig::from_json(&body),
+                Err(message.to_string()),
+                "{body}"
+            );
         }
     }
 }

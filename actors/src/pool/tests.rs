@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::EnvVar;
 use kube::ResourceExt;
 
 use crate::ActorSystem;
-use crate::runtime::{Runtime, SandboxId};
 use crate::runtime::fake::FakeRuntime;
+use crate::runtime::{Runtime, SandboxId};
 use crate::sandbox::{RUNTIME_ID_ANNOTATION, SandboxKey, runtime_id};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TypedStore};
@@ -96,9 +96,15 @@ async fn a_create_claims_a_ready_sandbox_and_the_pool_refills() {
         "{events:?}"
     );
     let key = SandboxKey::new("default", "a");
-    cp.exec(&key, exec("echo mine > /workspace/f")).await.unwrap();
+    cp.exec(&key, exec("echo mine > /workspace/f"))
+        .await
+        .unwrap();
     wait_ready(&system, 2).await;
-    assert_eq!(runtime.starts(), starts + 2, "the claim itself started nothing new");
+    assert_eq!(
+        runtime.starts(),
+        starts + 2,
+        "the claim itself started nothing new"
+    );
     assert_eq!(cp.list().len(), 1);
     assert_eq!(pooled(&runtime).len(), 3, "two ready, one claimed");
 
@@ -106,7 +112,13 @@ async fn a_create_claims_a_ready_sandbox_and_the_pool_refills() {
     cp.stop(&key, "alice").await.unwrap();
     let resumed = cp.resume(&key, "alice").await.unwrap();
     assert_eq!(runtime_id(&resumed), id);
-    assert_eq!(cp.exec(&key, exec("cat /workspace/f")).await.unwrap().stdout, "mine\n");
+    assert_eq!(
+        cp.exec(&key, exec("cat /workspace/f"))
+            .await
+            .unwrap()
+            .stdout,
+        "mine\n"
+    );
     // Deleting the sandbox removes the claimed instance with it.
     cp.delete(&key, "alice").await.unwrap();
     assert!(!runtime.has_workspace(&id));
@@ -149,10 +161,17 @@ async fn only_identical_runtime_specs_are_claimed() {
     }];
     let created = cp.create(own, WAIT).await.unwrap();
     let id = runtime_id(&created);
-    assert!(!id.0.starts_with("pool-"), "an env that needs a restart starts cold");
+    assert!(
+        !id.0.starts_with("pool-"),
+        "an env that needs a restart starts cold"
+    );
     let env = runtime.spec_of(&id).unwrap().env;
     assert_eq!(env.get("MODE").map(String::as_str), Some("special"));
-    assert_eq!(ready(&system).await, 1, "the pooled instance is still there");
+    assert_eq!(
+        ready(&system).await,
+        1,
+        "the pooled instance is still there"
+    );
     system.shutdown().await;
 }
 
@@ -205,7 +224,11 @@ async fn draining_removes_the_ready_sandboxes_and_creates_go_cold() {
     let status = cp.warm_pool.status().await.unwrap();
     assert_eq!(status.pools[0].desired_count, 0);
     assert_eq!(
-        store.get_setting(super::CONFIG_SETTING).await.unwrap().as_deref(),
+        store
+            .get_setting(super::CONFIG_SETTING)
+            .await
+            .unwrap()
+            .as_deref(),
         Some(r#"{"pools":[{"template":"shell","desiredCount":0}]}"#)
     );
     system.shutdown().await;
@@ -228,10 +251,16 @@ async fn a_failing_template_reports_its_error_and_retries() {
             .is_some_and(|e| e.contains("no bwrap today")),
         "{status:?}"
     );
-    assert!(pooled(&runtime).is_empty(), "failed instances leave nothing");
+    assert!(
+        pooled(&runtime).is_empty(),
+        "failed instances leave nothing"
+    );
     runtime.fail_every_start(None);
     wait_ready(&system, 1).await;
-    assert_eq!(cp.warm_pool.status().await.unwrap().pools[0].last_error, None);
+    assert_eq!(
+        cp.warm_pool.status().await.unwrap().pools[0].last_error,
+        None
+    );
 
     cp.warm_pool.configure(pool_of("missing", 1)).await.unwrap();
     let status = cp.warm_pool.status().await.unwrap();
@@ -284,7 +313,11 @@ async fn a_restarted_pool_readopts_ready_and_removes_orphaned_claims() {
 
     let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
     assert_eq!(ready(&system).await, 2);
-    assert_eq!(runtime.starts(), starts, "re-adopted without starting anything");
+    assert_eq!(
+        runtime.starts(),
+        starts,
+        "re-adopted without starting anything"
+    );
     assert_eq!(pooled(&runtime), before, "the orphaned claim was removed");
     system.shutdown().await;
 }

@@ -21,6 +21,9 @@ pub struct FakeRuntime {
     inner: Mutex<FakeState>,
 }
 
+/// A snapshot: its name, the files it copied and when it was taken.
+type FakeSnapshot = (String, HashMap<String, String>, String);
+
 #[derive(Default)]
 struct FakeState {
     workspaces: HashMap<SandboxId, HashMap<String, String>>,
@@ -31,8 +34,8 @@ struct FakeState {
     io: io::FakeIo,
     /// Every start fails with a copy of this `StartFailed` detail while set.
     failing_starts: Option<String>,
-    /// Snapshots per sandbox: name → (files, creation time).
-    snapshots: HashMap<SandboxId, Vec<(String, HashMap<String, String>, String)>>,
+    /// Snapshots per sandbox, oldest first.
+    snapshots: HashMap<SandboxId, Vec<FakeSnapshot>>,
     /// The spec each sandbox was last started with.
     specs: HashMap<SandboxId, RuntimeSpec>,
 }

@@ -454,7 +454,10 @@ impl SandboxState {
     /// Whether a first start may take a pre-started instance: not a clone or restore (their
     /// workspace exists already) and made from a ClusterSandboxTemplate (what pools hold).
     fn claimable(&self) -> bool {
-        !self.sandbox.annotations().contains_key(RUNTIME_ID_ANNOTATION)
+        !self
+            .sandbox
+            .annotations()
+            .contains_key(RUNTIME_ID_ANNOTATION)
             && self.sandbox.spec.clone_from_snapshot.is_none()
             && self.sandbox.spec.template_ref.is_cluster()
     }
@@ -504,8 +507,12 @@ impl SandboxState {
             }
             Err(e) if e.is_transient() => self.crashed(&format!("start failed: {e}")).await,
             Err(e) => {
-                self.fail("InvalidConfig", format!("Sandbox failed to start: {e}"), actor)
-                    .await
+                self.fail(
+                    "InvalidConfig",
+                    format!("Sandbox failed to start: {e}"),
+                    actor,
+                )
+                .await
             }
         }
     }

@@ -36,7 +36,9 @@ async fn killed_processes_restart_on_the_same_workspace_with_backoff() {
     let key = SandboxKey::new("default", "a");
     let mut notices = cp.subscribe_notices();
     cp.create(sandbox("a", "shell"), WAIT).await.unwrap();
-    cp.exec(&key, exec("echo kept > /workspace/f")).await.unwrap();
+    cp.exec(&key, exec("echo kept > /workspace/f"))
+        .await
+        .unwrap();
     let id = runtime_id(&cp.get(&key).unwrap());
 
     for round in 1..=2 {
@@ -47,7 +49,10 @@ async fn killed_processes_restart_on_the_same_workspace_with_backoff() {
         })
         .await;
         assert_eq!(
-            cp.exec(&key, exec("cat /workspace/f")).await.unwrap().stdout,
+            cp.exec(&key, exec("cat /workspace/f"))
+                .await
+                .unwrap()
+                .stdout,
             "kept\n",
             "round {round}: same workspace"
         );
@@ -70,9 +75,7 @@ async fn killed_processes_restart_on_the_same_workspace_with_backoff() {
         healing[0].1
     );
     assert!(
-        healing[1]
-            .1
-            .starts_with("Backoff window elapsed (50ms)"),
+        healing[1].1.starts_with("Backoff window elapsed (50ms)"),
         "{}",
         healing[1].1
     );
@@ -185,12 +188,22 @@ async fn a_stable_run_resets_the_restart_count() {
     })
     .await;
     wait_for(WAIT, "count reset", || {
-        cp.get(&key).and_then(|s| s.status).unwrap().restart_count.is_none()
+        cp.get(&key)
+            .and_then(|s| s.status)
+            .unwrap()
+            .restart_count
+            .is_none()
     })
     .await;
     let events = events_of(&store, "a").await;
-    let reset = events.iter().find(|(r, _)| r == "RestartCountReset").unwrap();
-    assert_eq!(reset.1, "Sandbox stayed up for 300ms; restart count 1 reset");
+    let reset = events
+        .iter()
+        .find(|(r, _)| r == "RestartCountReset")
+        .unwrap();
+    assert_eq!(
+        reset.1,
+        "Sandbox stayed up for 300ms; restart count 1 reset"
+    );
     system.shutdown().await;
 }
 
@@ -255,7 +268,10 @@ async fn stop_or_delete_during_a_backoff_cancels_the_restart() {
         let key = SandboxKey::new("default", name);
         runtime.kill(&runtime_id(&cp.get(&key).unwrap()));
     }
-    let (a, b) = (SandboxKey::new("default", "a"), SandboxKey::new("default", "b"));
+    let (a, b) = (
+        SandboxKey::new("default", "a"),
+        SandboxKey::new("default", "b"),
+    );
     wait_for(WAIT, "both waiting", || {
         [&a, &b]
             .iter()
@@ -376,7 +392,10 @@ async fn user_actions_are_audited_with_their_actor() {
     .collect();
     assert_eq!(
         dave,
-        [("b".into(), "Created".into()), ("b".into(), "Cloned".into())]
+        [
+            ("b".into(), "Created".into()),
+            ("b".into(), "Cloned".into())
+        ]
     );
     let creates = page(AuditQuery {
         action: Some("create".into()),
@@ -384,7 +403,10 @@ async fn user_actions_are_audited_with_their_actor() {
     })
     .await;
     assert_eq!(creates.len(), 2);
-    assert_eq!(creates[0].2, "alice", "the owner of the REST-created sandbox");
+    assert_eq!(
+        creates[0].2, "alice",
+        "the owner of the REST-created sandbox"
+    );
     system.shutdown().await;
 }
 
@@ -400,7 +422,10 @@ async fn backups_copy_list_restore_and_delete() {
     cp.exec(&key, exec("echo v1 > /workspace/f")).await.unwrap();
     let first = cp.create_backup(&key, "alice").await.unwrap();
     let second = cp.create_backup(&key, "alice").await.unwrap();
-    assert_ne!(first.name, second.name, "two backups in one second get distinct names");
+    assert_ne!(
+        first.name, second.name,
+        "two backups in one second get distinct names"
+    );
     assert!(first.name.starts_with("a-backup-"));
     cp.exec(&key, exec("echo v2 > /workspace/f")).await.unwrap();
     let names: Vec<String> = cp
@@ -427,16 +452,29 @@ async fn backups_copy_list_restore_and_delete() {
     assert_eq!(restored.phase(), Some(SandboxPhase::Running));
     assert_eq!(restored.spec.created_by.as_ref().unwrap().sub, "bob");
     assert_eq!(
-        restored.labels().get(super::RESTORED_FROM_LABEL).map(String::as_str),
+        restored
+            .labels()
+            .get(super::RESTORED_FROM_LABEL)
+            .map(String::as_str),
         Some("a")
     );
     let r = SandboxKey::new("default", "r");
-    assert_eq!(cp.exec(&r, exec("cat /workspace/f")).await.unwrap().stdout, "v1\n");
-    assert_eq!(cp.exec(&key, exec("cat /workspace/f")).await.unwrap().stdout, "v2\n");
+    assert_eq!(
+        cp.exec(&r, exec("cat /workspace/f")).await.unwrap().stdout,
+        "v1\n"
+    );
+    assert_eq!(
+        cp.exec(&key, exec("cat /workspace/f"))
+            .await
+            .unwrap()
+            .stdout,
+        "v2\n"
+    );
     assert!(!runtime_id(&restored).0.starts_with("pool-"));
 
     assert!(matches!(
-        cp.restore_backup(&key, &first.name, request("r"), None, WAIT).await,
+        cp.restore_backup(&key, &first.name, request("r"), None, WAIT)
+            .await,
         Err(Error::Conflict(_))
     ));
     assert!(matches!(

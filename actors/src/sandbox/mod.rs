@@ -5,6 +5,8 @@ mod actor;
 mod backups;
 mod deps;
 mod healing;
+#[cfg(test)]
+mod healing_tests;
 mod key;
 mod messages;
 mod notice;
@@ -12,8 +14,6 @@ mod read_model;
 mod spec;
 mod status;
 mod supervisor;
-#[cfg(test)]
-mod healing_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]

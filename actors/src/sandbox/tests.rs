@@ -11,11 +11,11 @@ use agenttier_crds::{
 };
 use ractor::ActorRef;
 
+use crate::pool::PoolOptions;
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::{ExecRequest, Runtime};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{EventFilter, Store, TypedStore};
-use crate::pool::PoolOptions;
 use crate::{ActorSystem, CloneRequest, Error, SystemOptions};
 
 use super::{READY, SandboxKey, SandboxMsg, SandboxTimings, runtime_id};
@@ -99,9 +99,13 @@ pub(crate) async fn start_with(
         },
         ..Default::default()
     };
-    ActorSystem::start_with(store as Arc<dyn Store>, runtime as Arc<dyn Runtime>, options)
-        .await
-        .unwrap()
+    ActorSystem::start_with(
+        store as Arc<dyn Store>,
+        runtime as Arc<dyn Runtime>,
+        options,
+    )
+    .await
+    .unwrap()
 }
 
 /// The reasons and messages of a sandbox's events, oldest first.

@@ -24,7 +24,11 @@ fn with_timeouts(name: &str, idle: Option<&str>, max: Option<&str>) -> Sandbox {
 }
 
 /// The next notice about `name` within `limit`.
-async fn next_notice(notices: &mut Receiver<SandboxNotice>, name: &str, limit: Duration) -> SandboxNotice {
+async fn next_notice(
+    notices: &mut Receiver<SandboxNotice>,
+    name: &str,
+    limit: Duration,
+) -> SandboxNotice {
     tokio::time::timeout(limit, async {
         loop {
             let notice = notices.recv().await.unwrap();
@@ -54,7 +58,9 @@ async fn an_idle_sandbox_is_warned_then_stopped_and_keeps_its_workspace() {
     cp.create(with_timeouts("a", Some("400ms"), None), WAIT)
         .await
         .unwrap();
-    cp.exec(&key, exec("echo kept > /workspace/f")).await.unwrap();
+    cp.exec(&key, exec("echo kept > /workspace/f"))
+        .await
+        .unwrap();
 
     let pending = next_notice(&mut notices, "a", WAIT).await;
     let SandboxNotice::StopPending { reason, grace, .. } = pending else {
@@ -67,7 +73,13 @@ async fn an_idle_sandbox_is_warned_then_stopped_and_keeps_its_workspace() {
 
     let stopped = next_notice(&mut notices, "a", WAIT).await;
     assert!(
-        matches!(stopped, SandboxNotice::Stopped { reason: StopReason::IdleTimeout, .. }),
+        matches!(
+            stopped,
+            SandboxNotice::Stopped {
+                reason: StopReason::IdleTimeout,
+                ..
+            }
+        ),
         "{stopped:?}"
     );
     let sandbox = cp.get(&key).unwrap();
@@ -80,13 +92,22 @@ async fn an_idle_sandbox_is_warned_then_stopped_and_keeps_its_workspace() {
     assert!(!runtime.is_running(&id));
     assert!(runtime.has_workspace(&id));
     let events = events_of(&store, "a").await;
-    let tail: Vec<&str> = events.iter().rev().take(2).rev().map(|(r, _)| r.as_str()).collect();
+    let tail: Vec<&str> = events
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(|(r, _)| r.as_str())
+        .collect();
     assert_eq!(tail, ["StopPending", "IdleTimeout"]);
     assert!(events.last().unwrap().1.starts_with("Idle for "));
 
     cp.resume(&key, "alice").await.unwrap();
     assert_eq!(
-        cp.exec(&key, exec("cat /workspace/f")).await.unwrap().stdout,
+        cp.exec(&key, exec("cat /workspace/f"))
+            .await
+            .unwrap()
+            .stdout,
         "kept\n"
     );
     system.shutdown().await;
@@ -109,15 +130,27 @@ async fn activity_in_the_grace_window_postpones_the_idle_stop() {
         .unwrap();
 
     let first = next_notice(&mut notices, "a", WAIT).await;
-    assert!(matches!(first, SandboxNotice::StopPending { .. }), "{first:?}");
+    assert!(
+        matches!(first, SandboxNotice::StopPending { .. }),
+        "{first:?}"
+    );
     cp.record_activity(&key);
     // The second warning comes only after a whole new idle period minus the grace window.
     let postponed_at = Instant::now();
     let second = next_notice(&mut notices, "a", WAIT).await;
-    assert!(matches!(second, SandboxNotice::StopPending { .. }), "{second:?}");
+    assert!(
+        matches!(second, SandboxNotice::StopPending { .. }),
+        "{second:?}"
+    );
     assert!(postponed_at.elapsed() >= Duration::from_millis(250));
     let stopped = next_notice(&mut notices, "a", WAIT).await;
-    assert!(matches!(stopped, SandboxNotice::Stopped { reason: StopReason::IdleTimeout, .. }));
+    assert!(matches!(
+        stopped,
+        SandboxNotice::Stopped {
+            reason: StopReason::IdleTimeout,
+            ..
+        }
+    ));
     let reasons: Vec<String> = events_of(&store, "a")
         .await
         .into_iter()
@@ -149,7 +182,10 @@ async fn steady_activity_keeps_an_idle_timeout_away() {
     }
     assert_eq!(cp.get(&key).unwrap().phase(), Some(SandboxPhase::Running));
     assert!(
-        !events_of(&store, "a").await.iter().any(|(r, _)| r == "StopPending"),
+        !events_of(&store, "a")
+            .await
+            .iter()
+            .any(|(r, _)| r == "StopPending"),
         "activity never let the sandbox get near its idle timeout"
     );
     wait_for(WAIT, "stopped once idle", || {
@@ -171,7 +207,9 @@ async fn max_runtime_stops_a_busy_sandbox() {
     cp.create(with_timeouts("a", Some("1h"), Some("500ms")), WAIT)
         .await
         .unwrap();
-    cp.exec(&key, exec("echo kept > /workspace/f")).await.unwrap();
+    cp.exec(&key, exec("echo kept > /workspace/f"))
+        .await
+        .unwrap();
     let busy = {
         let cp = cp.clone();
         let key = key.clone();
@@ -184,12 +222,24 @@ async fn max_runtime_stops_a_busy_sandbox() {
     };
     let pending = next_notice(&mut notices, "a", WAIT).await;
     assert!(
-        matches!(pending, SandboxNotice::StopPending { reason: StopReason::MaxRuntime, .. }),
+        matches!(
+            pending,
+            SandboxNotice::StopPending {
+                reason: StopReason::MaxRuntime,
+                ..
+            }
+        ),
         "{pending:?}"
     );
     let stopped = next_notice(&mut notices, "a", WAIT).await;
     busy.abort();
-    assert!(matches!(stopped, SandboxNotice::Stopped { reason: StopReason::MaxRuntime, .. }));
+    assert!(matches!(
+        stopped,
+        SandboxNotice::Stopped {
+            reason: StopReason::MaxRuntime,
+            ..
+        }
+    ));
     assert!(begun.elapsed() >= Duration::from_millis(500));
     let sandbox = cp.get(&key).unwrap();
     assert_eq!(sandbox.phase(), Some(SandboxPhase::Stopped));
@@ -204,7 +254,10 @@ async fn max_runtime_stops_a_busy_sandbox() {
     assert!(!events.iter().any(|(r, _)| r == "StopPostponed"));
     cp.resume(&key, "alice").await.unwrap();
     assert_eq!(
-        cp.exec(&key, exec("cat /workspace/f")).await.unwrap().stdout,
+        cp.exec(&key, exec("cat /workspace/f"))
+            .await
+            .unwrap()
+            .stdout,
         "kept\n"
     );
     system.shutdown().await;

@@ -99,9 +99,7 @@ impl SandboxState {
         let now = Instant::now();
         let wake = match (&self.pending_stop, self.next_deadline()) {
             (Some(pending), _) => pending.stop_at,
-            (None, Some((at, _))) => at
-                .checked_sub(self.deps.timings.stop_grace)
-                .unwrap_or(now),
+            (None, Some((at, _))) => at.checked_sub(self.deps.timings.stop_grace).unwrap_or(now),
             (None, None) => return,
         };
         let run = self.run;
@@ -162,7 +160,10 @@ impl SandboxState {
             };
             let message = match reason {
                 StopReason::IdleTimeout => {
-                    format!("{what}: stopping in {} unless there is activity", human(grace))
+                    format!(
+                        "{what}: stopping in {} unless there is activity",
+                        human(grace)
+                    )
                 }
                 _ => format!("{what}: stopping in {}", human(grace)),
             };
@@ -220,6 +221,7 @@ fn round(d: Duration) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -241,7 +243,11 @@ mod tests {
             timeout: Some("soon".into()),
             ..Default::default()
         };
-        assert!(RunLimits::from_spec(&bad).unwrap_err().starts_with("timeout:"));
+        assert!(
+            RunLimits::from_spec(&bad)
+                .unwrap_err()
+                .starts_with("timeout:")
+        );
         assert_eq!(
             RunLimits::from_spec(&SandboxSpec::default()),
             Ok(RunLimits::default())

@@ -54,6 +54,10 @@ pub struct KubernetesStoreConfig {
     /// The namespace of the `agenttier-governance` ConfigMap; the contract hard-codes
     /// `agenttier`, kept as the default so a Go and a Rust control plane share policies.
     pub governance_namespace: String,
+    /// Only Sandboxes and SandboxTemplates of this namespace are watched and listed (`None`:
+    /// every namespace). Lets several control planes share a cluster, one namespace each, and
+    /// lets RBAC be namespaced.
+    pub watch_namespace: Option<String>,
 }
 
 impl Default for KubernetesStoreConfig {
@@ -61,6 +65,7 @@ impl Default for KubernetesStoreConfig {
         Self {
             install_namespace: "agenttier".into(),
             governance_namespace: "agenttier".into(),
+            watch_namespace: None,
         }
     }
 }
@@ -90,6 +95,7 @@ impl KubernetesStore {
         let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
         let watch_task = tokio::spawn(run_watch(
             client.clone(),
+            config.watch_namespace.clone(),
             changes.clone(),
             directory.clone(),
             synced_tx,
@@ -182,12 +188,13 @@ impl KubernetesStore {
 /// are retried with kube-runtime's backoff; a relist reports what changed meanwhile.
 async fn run_watch(
     client: Client,
+    scope: Option<String>,
     changes: broadcast::Sender<WatchEvent>,
     directory: SandboxDirectory,
     synced: tokio::sync::oneshot::Sender<()>,
 ) {
     let streams = stored_kinds().into_iter().map(|kind| {
-        let api = kind.api(&client, None);
+        let api = kind.api(&client, scope.as_deref());
         let name = kind.kind;
         watcher(api, watcher::Config::default())
             .default_backoff()
@@ -318,7 +325,7 @@ impl Store for KubernetesStore {
     /// finalizer) are left out: for the supervisor they are gone, the cleanup controller owns them.
     async fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Vec<Value>> {
         let kind = stored_kind(kind)?;
-        let api = kind.api(&self.client, namespace);
+        let api = kind.api(&self.client, namespace.or(self.config.watch_namespace.as_deref()));
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(PAGE_SIZE);
         loop {

@@ -15,7 +15,8 @@ use super::{
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &["CREATE TABLE objects (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE objects (
         kind TEXT NOT NULL,
         namespace TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -47,7 +48,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE objects (
     CREATE INDEX api_keys_user ON api_keys (user_id);",
     // Audit queries filter by action (reason) and user (actor).
     "CREATE INDEX events_reason ON events (reason);
-    CREATE INDEX events_actor ON events (actor);"];
+    CREATE INDEX events_actor ON events (actor);",
+];
 
 /// The settings key of the resourceVersion counter.
 const RV_KEY: &str = "resource_version";

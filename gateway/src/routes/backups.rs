@@ -23,10 +23,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/sandboxes/{id}/backups", get(list).post(create))
-        .route(
-            "/sandboxes/{id}/backups/{snapshot}/restore",
-            post(restore),
-        )
+        .route("/sandboxes/{id}/backups/{snapshot}/restore", post(restore))
         .route("/sandboxes/{id}/backups/{snapshot}", delete(remove))
 }
 
@@ -49,7 +46,13 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (key, _) = lookup::owned(&state, &identity, &id)?;
-    let backups: Vec<Value> = state.control.list_backups(&key).await?.iter().map(info).collect();
+    let backups: Vec<Value> = state
+        .control
+        .list_backups(&key)
+        .await?
+        .iter()
+        .map(info)
+        .collect();
     Ok(Json(json!({ "backups": backups })))
 }
 
@@ -119,7 +122,13 @@ pub async fn restore(
     };
     let restored = state
         .control
-        .restore_backup(&key, &snapshot, request, Some(spec), state.config.settle_wait)
+        .restore_backup(
+            &key,
+            &snapshot,
+            request,
+            Some(spec),
+            state.config.settle_wait,
+        )
         .await?;
     let restored_name = restored.name_any();
     Ok((

@@ -183,7 +183,11 @@ fn main() {
          warm p50 < 5 ms ({}), ≥ 10× faster than cold ({})",
         drained_p50 / warm_p50,
         if warm_p50 < 5.0 { "met" } else { "NOT met" },
-        if drained_p50 >= 10.0 * warm_p50 { "met" } else { "NOT met" }
+        if drained_p50 >= 10.0 * warm_p50 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     println!(
         "runs={runs}; goals: create→Running p50 ≤ 3× bwrap+ready ({}), exec p50 < 5 ms ({})",
@@ -222,7 +226,10 @@ async fn wait_pool(server: &Server, ready: u64) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "pool never reached {ready}: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "pool never reached {ready}: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -255,7 +262,9 @@ async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>) {
         wait_pool(&server, u64::from(POOL)).await;
         let (elapsed, body) = timed(format!("warm-{i}")).await;
         assert!(
-            body["pvcName"].as_str().is_some_and(|p| p.contains("/pool-")),
+            body["pvcName"]
+                .as_str()
+                .is_some_and(|p| p.contains("/pool-")),
             "not claimed from the pool: {body}"
         );
         warm.push(elapsed);

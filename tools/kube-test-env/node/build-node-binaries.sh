@@ -9,9 +9,16 @@ CACHE=${CACHE:-$K8S_CACHE/bin}
 W=${W:-$K8S_CACHE}   # source work dir: $W/src (reused if already unpacked + patched)
 GOCACHE_DIR=${GOCACHE_DIR:-$K8S_CACHE/gocache}
 BINS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"   # kubectl 1.20.2: version-matched client
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+LEVEL_FILE=$CACHE/.patch-level
 mkdir -p "$CACHE"
 need=0; for b in $BINS; do [ -x "$CACHE/$b" ] || need=1; done
-if [ $need = 0 ]; then echo "cached: $CACHE ($("$CACHE/kubelet" --version))"; exit 0; fi
+# The apiserver must be built at the current patch level (../patch-source.sh); the level is only
+# known once the source is unpacked, so a cache without the stamp goes through the build below.
+[ -f "$LEVEL_FILE" ] || need=1
+if [ $need = 0 ] && [ -f "$W/src/Makefile" ] && [ "$(cat "$LEVEL_FILE")" = "$("$HERE/patch-source.sh" "$W/src")" ]; then
+  echo "cached: $CACHE ($("$CACHE/kubelet" --version))"; exit 0
+fi
 S=$(date +%s)
 apt-get install -y -q --no-install-recommends golang-go rsync make gcc libc6-dev golang-github-modern-go-reflect2-dev >/dev/null
 if [ ! -f "$W/src/Makefile" ]; then
@@ -21,10 +28,10 @@ if [ ! -f "$W/src/Makefile" ]; then
   apt-get "${APTO[@]}" update -q >/dev/null
   (cd "$W" && apt-get "${APTO[@]}" source --download-only kubernetes >/dev/null 2>&1)
   tar xzf "$W"/kubernetes_*.orig.tar.gz -C "$W/src" --strip-components=1
-  # vendored modern-go/reflect2 v1.0.1 segfaults under Go>=1.18; use Debian's v1.0.2
-  R="$W/src/vendor/github.com/modern-go/reflect2"; rm -rf "$R"; mkdir -p "$R"
-  cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$R/"
 fi
+LEVEL=$("$HERE/patch-source.sh" "$W/src")
+# The apiserver holds the patched validation: rebuild it whenever the level changed.
+[ "$(cat "$LEVEL_FILE" 2>/dev/null)" = "$LEVEL" ] || rm -f "$W/src/_output/bin/kube-apiserver"
 mkdir -p "$W/home" "$GOCACHE_DIR"
 cd "$W/src"
 todo=""; for b in $BINS; do [ -x "_output/bin/$b" ] || todo="$todo cmd/$b"; done
@@ -32,4 +39,5 @@ if [ -n "$todo" ]; then
   env -u GOPATH HOME="$W/home" GOCACHE="$GOCACHE_DIR" GOPROXY=off GOFLAGS= make WHAT="${todo# }" GOLDFLAGS="-s -w"
 fi
 for b in $BINS; do install -m 0755 "_output/bin/$b" "$CACHE/$b"; done
+echo "$LEVEL" > "$LEVEL_FILE"
 echo "built in $(( $(date +%s) - S ))s -> $CACHE: $("$CACHE/kubelet" --version)"

@@ -50,15 +50,13 @@ export function preparePreview(): Promise<ServiceWorkerRegistration | null> {
   return registration;
 }
 
-/** Opens `url` in a new tab once the worker is ready. The tab is opened at once (so no popup
- * blocker objects) and gets no handle back to this page. */
-export function openPreview(url: string): void {
-  const tab = window.open("about:blank", "_blank");
-  if (tab) tab.opener = null;
-  void preparePreview().then(() => {
-    if (tab) tab.location.href = url;
-    else window.open(url, "_blank", "noopener");
-  });
+/** Opens `url` in a new tab once the worker is ready, with `noopener`: the tab gets no handle
+ * back to this page and no copy of its sessionStorage (which holds the credential). Called from
+ * a click, and registering the worker takes well under the browser's user-activation window, so
+ * popup blockers let it through. */
+export async function openPreview(url: string): Promise<void> {
+  await preparePreview();
+  window.open(url, "_blank", "noopener,noreferrer");
 }
 
 /** Makes the worker drop the credential it remembers (on sign-out). */

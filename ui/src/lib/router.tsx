@@ -1,7 +1,7 @@
 // A tiny history-API router: the server falls back to index.html for every non-API path, so
 // real paths work on reload. `navigate` pushes, `Link` renders an <a> that navigates in place.
 
-import { useEffect, useState, type AnchorHTMLAttributes, type MouseEvent } from "react";
+import { useEffect, useState, type AnchorHTMLAttributes, type MouseEvent, type Ref } from "react";
 
 const listeners = new Set<() => void>();
 
@@ -31,7 +31,12 @@ export function useQuery(): URLSearchParams {
   return new URLSearchParams(window.location.search);
 }
 
-export function Link({ href, onClick, ...rest }: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
+export function Link({
+  href,
+  onClick,
+  ref,
+  ...rest
+}: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string; ref?: Ref<HTMLAnchorElement> }) {
   const handle = (e: MouseEvent<HTMLAnchorElement>) => {
     onClick?.(e);
     if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
@@ -39,7 +44,7 @@ export function Link({ href, onClick, ...rest }: AnchorHTMLAttributes<HTMLAnchor
     e.preventDefault();
     navigate(href);
   };
-  return <a href={href} onClick={handle} {...rest} />;
+  return <a href={href} onClick={handle} ref={ref} {...rest} />;
 }
 
 /** Matches `/sandboxes/:id/files` style patterns; returns the params or null. */

@@ -55,7 +55,6 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number | null, de
       alive.current = false;
       if (timer) clearInterval(timer);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [reload, intervalMs, ...deps]);
 
   return { data, error, unavailable, loading, reload };

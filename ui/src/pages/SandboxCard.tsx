@@ -247,7 +247,7 @@ function Ports({ id }: { id: string }) {
                   // Same-origin previews need the UI's credential, which a plain link cannot carry.
                   if (href.startsWith("/") && e.button === 0 && !e.ctrlKey && !e.metaKey && !e.shiftKey) {
                     e.preventDefault();
-                    openPreview(href);
+                    void openPreview(href);
                   }
                 }}
               >

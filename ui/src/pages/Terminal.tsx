@@ -15,6 +15,7 @@ import { TerminalSocket, terminalAvailable, terminalUrl, type TerminalState } fr
 export default function TerminalPage({ id }: { id: string }) {
   const { credential } = useSession();
   const host = useRef<HTMLDivElement>(null);
+  const back = useRef<HTMLAnchorElement>(null);
   const term = useRef<Terminal | null>(null);
   const socket = useRef<TerminalSocket | null>(null);
   const [state, setState] = useState<TerminalState>({ kind: "connecting" });
@@ -86,6 +87,11 @@ export default function TerminalPage({ id }: { id: string }) {
         void pasteInto(terminal);
         return false;
       }
+      // The shell takes Tab, so Ctrl+Shift+X is the way out to the toolbar for keyboards.
+      if (e.key === "X" || e.key === "x") {
+        back.current?.focus();
+        return false;
+      }
       return true;
     });
     const observer = new ResizeObserver(doFit);
@@ -116,7 +122,7 @@ export default function TerminalPage({ id }: { id: string }) {
   return (
     <div className="terminal-page">
       <header className="terminal-bar">
-        <Link href="/" className="button small">
+        <Link href="/" className="button small" ref={back}>
           ← Sandboxes
         </Link>
         <h1>
@@ -151,7 +157,7 @@ export default function TerminalPage({ id }: { id: string }) {
       <div
         className="terminal-host"
         ref={host}
-        aria-label={`Terminal of ${id}. Ctrl+Shift+C copies, Ctrl+Shift+V pastes.`}
+        aria-label={`Terminal of ${id}. Ctrl+Shift+C copies, Ctrl+Shift+V pastes, Ctrl+Shift+X leaves the terminal.`}
         role="region"
       />
     </div>
@@ -171,21 +177,24 @@ function describeState(state: TerminalState): string {
   }
 }
 
+/** Copies the selection; focus goes back to the terminal either way. */
 async function copySelection(terminal: Terminal): Promise<void> {
   const text = terminal.getSelection();
-  if (!text) return;
   try {
-    await navigator.clipboard.writeText(text);
+    if (text) await navigator.clipboard.writeText(text);
   } catch {
     // Clipboard permission denied: the browser's own copy still works on the selection.
   }
+  terminal.focus();
 }
 
+/** Types the clipboard into the shell (as a bracketed paste); focus goes back to the terminal. */
 async function pasteInto(terminal: Terminal): Promise<void> {
   try {
     const text = await navigator.clipboard.readText();
     if (text) terminal.paste(text);
   } catch {
-    terminal.focus();
+    // No clipboard permission: Ctrl+V / the browser's paste still reach the terminal.
   }
+  terminal.focus();
 }

@@ -136,6 +136,7 @@ impl Cluster {
             runtime: self.runtime.clone(),
             store: self.store.clone(),
             preview: self.options.preview.clone(),
+            namespace: self.options.store.watch_namespace.clone(),
         });
         if self.options.leader_election {
             let config = LeaderElectionConfig::new(

@@ -43,6 +43,8 @@ pub struct ControllerContext {
     pub store: Arc<dyn Store>,
     /// Where previews are published.
     pub preview: PreviewConfig,
+    /// Only Sandboxes of this namespace (`None`: every namespace).
+    pub namespace: Option<String>,
 }
 
 /// Why a reconcile step failed.
@@ -94,14 +96,20 @@ fn sandbox_ref(sandbox: &Sandbox) -> SandboxRef {
 /// Reconciles one Sandbox: the finalizer's Apply / Cleanup split.
 pub async fn reconcile(sandbox: Arc<Sandbox>, ctx: Arc<ControllerContext>) -> Result<Action, ReconcileError> {
     let api: Api<Sandbox> = Api::namespaced(ctx.client.clone(), &sandbox.namespace().unwrap_or_default());
-    finalizer(&api, SANDBOX_FINALIZER, sandbox, |event| async {
+    match finalizer(&api, SANDBOX_FINALIZER, sandbox, |event| async {
         match event {
             finalizer::Event::Apply(sandbox) => apply(&sandbox, &ctx).await,
             finalizer::Event::Cleanup(sandbox) => cleanup(&sandbox, &ctx).await,
         }
     })
     .await
-    .map_err(|e| ReconcileError::Finalizer(Box::new(e)))
+    {
+        // The REST delete path removed the finalizer itself first; the object is gone.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(status))) if status.code == 404 => {
+            Ok(Action::await_change())
+        }
+        other => other.map_err(|e| ReconcileError::Finalizer(Box::new(e))),
+    }
 }
 
 /// Retries a failed reconcile soon.
@@ -192,9 +200,13 @@ where
     }
 }
 
-/// Runs the controller over every Sandbox until the future is dropped (leadership lost).
+/// Runs the controller over every Sandbox (of `ctx.namespace`, when set) until the future is
+/// dropped (leadership lost).
 pub async fn run(ctx: Arc<ControllerContext>) {
-    let sandboxes: Api<Sandbox> = Api::all(ctx.client.clone());
+    let sandboxes: Api<Sandbox> = match &ctx.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     Controller::new(sandboxes, watcher::Config::default())
         .run(reconcile, error_policy, ctx)
         .for_each(|outcome| async move {

@@ -63,7 +63,9 @@ pub async fn create(id: &SandboxId, paths: &SandboxPaths, name: &str) -> Result<
     }
     let dir = snapshot_dir(paths, name)?;
     if dir.join(RECORD).exists() {
-        return Err(RuntimeError::WorkspaceExists(format!("snapshot {name} of {id}")));
+        return Err(RuntimeError::WorkspaceExists(format!(
+            "snapshot {name} of {id}"
+        )));
     }
     workspace::make_dir(&snapshots_dir(paths), SNAPSHOTS_MODE)?;
     workspace::remove_tree(&dir)?;
@@ -223,7 +225,14 @@ mod tests {
             Err(RuntimeError::WorkspaceExists(_))
         ));
         assert!(matches!(
-            restore(&a_id, &a, "missing", &SandboxId("c".into()), &layout.sandbox(&SandboxId("c".into())).unwrap()).await,
+            restore(
+                &a_id,
+                &a,
+                "missing",
+                &SandboxId("c".into()),
+                &layout.sandbox(&SandboxId("c".into())).unwrap()
+            )
+            .await,
             Err(RuntimeError::NoWorkspace(_))
         ));
 

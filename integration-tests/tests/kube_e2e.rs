@@ -1,0 +1,312 @@
+//! End to end on a real single-node Kubernetes 1.20 (kubelet, containerd, runc, bridge CNI,
+//! hostPath PVCs) started by `scripts/kube-env.sh start node`: the real `agenttier serve
+//! --runtime kubernetes`, driven through the REST API, `kubectl`, the terminal WebSocket and the
+//! published Python SDK, one namespace per test (the SDK test needs `default`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod kube_support;
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use kube_support::{Cluster, KubeServer, TestNamespace, apply_node_template, client, kubectl, wait_until};
+use serde_json::json;
+
+const NODE: Cluster = Cluster::Node;
+const START: Duration = Duration::from_secs(90);
+
+async fn node() -> Client {
+    let client = client(NODE).await;
+    kube_support::ensure_crds(&client).await;
+    client
+}
+
+/// Every object of a sandbox that must be gone after delete.
+async fn leftovers(client: &Client, ns: &str, sandbox: &str) -> Vec<String> {
+    let selector = format!("agenttier.io/sandbox={sandbox}");
+    let lp = ListParams::default().labels(&selector);
+    let mut found = Vec::new();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    found.extend(pods.list(&lp).await.unwrap().items.iter().map(|o| format!("pod/{}", o.name_any())));
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    found.extend(pvcs.list(&lp).await.unwrap().items.iter().map(|o| format!("pvc/{}", o.name_any())));
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    found.extend(sas.list(&lp).await.unwrap().items.iter().map(|o| format!("sa/{}", o.name_any())));
+    let netpols: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    found.extend(netpols.list(&lp).await.unwrap().items.iter().map(|o| format!("netpol/{}", o.name_any())));
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+    found.extend(services.list(&lp).await.unwrap().items.iter().map(|o| format!("svc/{}", o.name_any())));
+    let sandboxes: Api<agenttier_crds::Sandbox> = Api::namespaced(client.clone(), ns);
+    if sandboxes.get_opt(sandbox).await.unwrap().is_some() {
+        found.push(format!("sandbox/{sandbox}"));
+    }
+    found
+}
+
+async fn assert_nothing_left(client: &Client, ns: &str, sandbox: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = leftovers(client, ns, sandbox).await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sandbox} left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn rest_life_cycle_on_a_real_node() {
+    let client = node().await;
+    let ns = TestNamespace::create(&client, NODE, "e2e-rest").await;
+    let template = format!("{}-shell", ns.name);
+    apply_node_template(
+        NODE,
+        &template,
+        "  initScripts: [\"echo init-ran > /workspace/.init-marker\"]\n  files:\n  - {path: /workspace/README.md, content: \"from the template\"}\n",
+    );
+    let server = KubeServer::start(NODE, &ns.name, "e2e-rest", &["--dev-auth"]);
+
+    let (status, body) = server
+        .post("/sandboxes", json!({"name": "box", "templateRef": {"name": template, "kind": "ClusterSandboxTemplate"}}))
+        .await;
+    assert_eq!(status, 201, "{body}\n{}", server.log());
+    let running = server.wait_phase("box", "Running", START).await;
+    let first_pod = running["podName"].as_str().unwrap().to_string();
+    assert_eq!(first_pod, "box-pod");
+    assert_eq!(running["pvcName"], "box-workspace");
+
+    // A real Pod, hardened as the contract says.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pod = pods.get(&first_pod).await.unwrap();
+    assert_eq!(pod.status.as_ref().unwrap().phase.as_deref(), Some("Running"));
+    let spec = pod.spec.clone().unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    assert_eq!(spec.service_account_name.as_deref(), Some("box-sandbox"));
+    let context = spec.containers[0].security_context.clone().unwrap();
+    assert_eq!(context.run_as_non_root, Some(true));
+    assert_eq!(context.run_as_user, Some(1000));
+    assert_eq!(context.read_only_root_filesystem, Some(true));
+    assert_eq!(context.allow_privilege_escalation, Some(false));
+    assert_eq!(context.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+    assert_eq!(context.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let account: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(account.get("box-sandbox").await.unwrap().automount_service_account_token, Some(false));
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name).get("box-netpol").await.unwrap();
+    let policy_spec = policy.spec.unwrap();
+    assert_eq!(policy_spec.policy_types.unwrap(), ["Ingress", "Egress"]);
+    assert_eq!(policy_spec.egress.unwrap().len(), 1, "DNS only");
+
+    // Exec: stdout, stderr and the exit code, as uid 1000 in the workspace; the template's files
+    // and init scripts ran.
+    let (out, err, code) = server.exec("box", "id -u; pwd; cat README.md .init-marker; echo oops >&2; exit 7").await;
+    assert_eq!((out.as_str(), err.as_str(), code), ("1000\n/workspace\nfrom the templateinit-ran\n", "oops\n", 7));
+    let (_, err, code) = server.exec("box", "touch /etc/x").await;
+    assert_ne!(code, 0, "the root filesystem is read-only: {err}");
+
+    // Stop: the Pod goes, the PVC stays; resume: a new Pod on the same PVC keeps the file.
+    server.exec("box", "echo kept > /workspace/data.txt").await;
+    let (status, body) = server.post("/sandboxes/box/stop", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let stopped = server.wait_phase("box", "Stopped", START).await;
+    assert_eq!(stopped["podName"], "");
+    wait_until(Duration::from_secs(30), "the stopped pod to terminate", || async {
+        pods.get_opt(&first_pod).await.unwrap().is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
+    assert!(pvcs.get_opt("box-workspace").await.unwrap().is_some(), "the PVC is kept");
+    let (status, body) = server.post("/sandboxes/box/resume", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let resumed = server.wait_phase("box", "Running", START).await;
+    assert_ne!(resumed["podName"], first_pod.as_str(), "a resumed sandbox gets a new Pod");
+    assert_eq!(resumed["pvcName"], "box-workspace");
+    assert_eq!(server.exec("box", "cat /workspace/data.txt").await.0, "kept\n");
+
+    // Clone: the copy carries the files (a copy Pod: this cluster has no VolumeSnapshot API).
+    let (status, body) = server.post("/sandboxes/box/clone", json!({"name": "copy"})).await;
+    assert!(status == 200 || status == 201, "{status} {body}\n{}", server.log());
+    server.wait_phase("copy", "Running", START).await;
+    assert_eq!(server.exec("copy", "cat /workspace/data.txt README.md").await.0, "kept\nfrom the template");
+    let copy_pods = kube_support::pods_with(&client, &ns.name, "agenttier.io/component=copy").await;
+    assert!(copy_pods.iter().all(|p| p.metadata.deletion_timestamp.is_some()), "copy pods are removed");
+
+    // kubectl describe tells the story.
+    let (ok, described, err) = kubectl(NODE, &["describe", "sandbox", "box", "-n", &ns.name], None);
+    assert!(ok, "{err}");
+    for reason in ["Creating", "Running", "Stopped", "Resuming"] {
+        assert!(described.contains(reason), "describe lacks {reason}:\n{described}");
+    }
+
+    // Delete leaves nothing behind.
+    for name in ["copy", "box"] {
+        assert_eq!(server.delete(&format!("/sandboxes/{name}")).await, 204);
+        assert_nothing_left(&client, &ns.name, name).await;
+    }
+    let detached = pvcs.list(&ListParams::default()).await.unwrap().items;
+    assert!(detached.is_empty(), "volumes left: {:?}", detached.iter().map(ResourceExt::name_any).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn kubectl_apply_and_delete_take_the_same_path() {
+    let client = node().await;
+    let ns = TestNamespace::create(&client, NODE, "e2e-kubectl").await;
+    let template = format!("{}-shell", ns.name);
+    apply_node_template(NODE, &template, "");
+    let server = KubeServer::start(NODE, &ns.name, "e2e-kubectl", &["--dev-auth"]);
+    let yaml = format!(
+        "apiVersion: agenttier.io/v1alpha1\nkind: Sandbox\nmetadata: {{name: declared, namespace: {}}}\n\
+         spec:\n  templateRef: {{name: {template}, kind: ClusterSandboxTemplate}}\n",
+        ns.name
+    );
+    let (ok, _, err) = kubectl(NODE, &["apply", "-f", "-"], Some(&yaml));
+    assert!(ok, "{err}");
+    let running = server.wait_phase("declared", "Running", START).await;
+    assert_eq!(running["podName"], "declared-pod");
+    assert_eq!(server.exec("declared", "echo from-kubectl").await.0, "from-kubectl\n");
+    let sandboxes: Api<agenttier_crds::Sandbox> = Api::namespaced(client.clone(), &ns.name);
+    let object = sandboxes.get("declared").await.unwrap();
+    assert!(object.finalizers().iter().any(|f| f == "agenttier.io/sandbox-cleanup"), "the controller added the finalizer");
+
+    // A stop written as the contract's annotation is not part of this path; a kubectl delete is.
+    let (ok, _, err) = kubectl(NODE, &["delete", "sandbox", "declared", "-n", &ns.name, "--timeout=60s"], None);
+    assert!(ok, "{err}\n{}", server.log());
+    assert_nothing_left(&client, &ns.name, "declared").await;
+    let (ok, events, _) = kubectl(NODE, &["get", "events", "-n", &ns.name, "--field-selector", "involvedObject.name=declared"], None);
+    assert!(ok && events.contains("Deleted"), "{events}");
+    let (status, _) = server.get("/sandboxes/declared").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_terminal_websocket_runs_through_pods_exec() {
+    let client = node().await;
+    let ns = TestNamespace::create(&client, NODE, "e2e-term").await;
+    let template = format!("{}-shell", ns.name);
+    apply_node_template(NODE, &template, "");
+    let server = KubeServer::start(NODE, &ns.name, "e2e-term", &["--dev-auth"]);
+    let (status, body) = server
+        .post("/sandboxes", json!({"name": "tty", "templateRef": {"name": template, "kind": "ClusterSandboxTemplate"}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    server.wait_phase("tty", "Running", START).await;
+
+    let url = format!("{}/ws/terminal/tty", server.url.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket");
+    let send = |value: serde_json::Value| tokio_tungstenite::tungstenite::Message::text(value.to_string());
+    socket.send(send(json!({"type": "resize", "cols": 100, "rows": 30}))).await.unwrap();
+    socket
+        .send(send(json!({"type": "input", "data": "echo term-$((6*7)) $(id -u); stty size\n"})))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(seen.contains("term-42 1000") && seen.contains("30 100")) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(remaining, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no terminal output; seen so far: {seen:?}\n{}", server.log()))
+            .unwrap()
+            .unwrap();
+        if let Ok(text) = message.to_text()
+            && let Ok(frame) = serde_json::from_str::<serde_json::Value>(text)
+            && frame["type"] == "output"
+        {
+            seen.push_str(frame["data"].as_str().unwrap_or_default());
+        }
+    }
+    socket.close(None).await.ok();
+}
+
+#[tokio::test]
+async fn a_killed_container_comes_back_with_backoff() {
+    let client = node().await;
+    let ns = TestNamespace::create(&client, NODE, "e2e-heal").await;
+    let template = format!("{}-shell", ns.name);
+    apply_node_template(NODE, &template, "");
+    let server = KubeServer::start(
+        NODE,
+        &ns.name,
+        "e2e-heal",
+        &["--dev-auth", "--health-interval", "1s", "--restart-backoff-base", "1s"],
+    );
+    let (status, body) = server
+        .post("/sandboxes", json!({"name": "phoenix", "templateRef": {"name": template, "kind": "ClusterSandboxTemplate"}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let running = server.wait_phase("phoenix", "Running", START).await;
+    let first_pod = running["podName"].as_str().unwrap().to_string();
+    server.exec("phoenix", "echo survives > /workspace/f").await;
+
+    // SIGKILL the container's process through containerd, as an OOM kill would.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pod = pods.get(&first_pod).await.unwrap();
+    let container_id = pod.status.unwrap().container_statuses.unwrap().into_iter()
+        .find(|c| c.name == "sandbox").unwrap().container_id.unwrap();
+    let id = container_id.trim_start_matches("containerd://");
+    let socket = std::env::var("KNODE_DATA").unwrap_or_else(|_| "/var/tmp/agenttier-knode".into()) + "/containerd.sock";
+    let killed = std::process::Command::new("ctr")
+        .args(["-a", &socket, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id])
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "ctr kill: {}", String::from_utf8_lossy(&killed.stderr));
+
+    // The sandbox notices, waits out the backoff and comes back on a new Pod with its files.
+    let deadline = Instant::now() + START;
+    let back = loop {
+        let (_, body) = server.get("/sandboxes/phoenix").await;
+        if body["status"] == "Running" && body["podName"] != first_pod.as_str() {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never restarted: {body}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(back["podName"].as_str().unwrap().starts_with("phoenix-pod-"));
+    assert_eq!(server.exec("phoenix", "cat /workspace/f").await.0, "survives\n");
+    let (ok, described, _) = kubectl(NODE, &["describe", "sandbox", "phoenix", "-n", &ns.name], None);
+    assert!(ok && described.contains("AutoRestarted") && described.contains("Restarting"), "{described}");
+    assert_eq!(server.delete("/sandboxes/phoenix").await, 204);
+    assert_nothing_left(&client, &ns.name, "phoenix").await;
+}
+
+#[tokio::test]
+async fn the_published_sdk_runs_its_life_cycle_on_kubernetes() {
+    let client = node().await;
+    // The SDK script expects sandboxes in `default` and the default template names; the install
+    // namespace (keys, settings) is the test's own.
+    let ns = TestNamespace::create(&client, NODE, "e2e-sdk").await;
+    apply_node_template(NODE, "minimal-shell", "");
+    let server = KubeServer::start(
+        NODE,
+        &ns.name,
+        "e2e-sdk",
+        &["--watch-namespace", "default", "--sandbox-namespace", "default"],
+    );
+    let key = server.admin_key.clone().expect("a fresh install namespace prints an admin key");
+    let python = std::env::var_os("AGENTTIER_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| kube_support::repo_root().join(".venv-tests/bin/python"));
+    assert!(python.exists(), "no Python with agenttier==0.8.1 at {}: run scripts/setup-python.sh", python.display());
+    let script = kube_support::repo_root().join("integration-tests/python/sdk_lifecycle.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .env("AGENTTIER_API_URL", &server.url)
+        .env("AGENTTIER_API_KEY", &key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("SDK life cycle OK"),
+        "SDK run failed:\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+    for name in ["sdk-life", "sdk-clone", "sdk-async"] {
+        assert_nothing_left(&client, "default", name).await;
+    }
+}
