@@ -3,11 +3,14 @@
 // numbered screenshots of every page.
 
 import { mkdirSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 export const TIMEOUT = 20_000;
+/** axe-core, injected into every page the UI draws to check it against WCAG 2.1 A and AA. */
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /** `AGENTTIER_URL`, `AGENTTIER_ADMIN_KEY` and `SCREENSHOT_DIR` from the environment. */
@@ -105,13 +108,30 @@ export class Run {
     }
   }
 
-  /** A numbered full-page screenshot (`07-terminal.png`) of `page` (the main page by default). */
-  async shot(name, page = this.page) {
+  /** A numbered full-page screenshot (`07-terminal.png`) of `page` (the main page by default),
+   * and an accessibility audit of it unless it is not the UI's (`audit: false`). */
+  async shot(name, page = this.page, { audit = true } = {}) {
     this.shotNo++;
     const file = join(this.shots, `${String(this.shotNo).padStart(2, "0")}-${name}.png`);
     await page.waitForTimeout(150); // let transitions and fonts settle
     await page.screenshot({ path: file, fullPage: true });
     console.log(`        screenshot ${file}`);
+    if (audit) await this.audit(page, name);
+  }
+
+  /** Fails on serious or critical WCAG 2.1 A/AA violations that axe-core finds on the page. */
+  async audit(page, name) {
+    await page.addScriptTag({ path: AXE });
+    const violations = await page.evaluate(async () => {
+      const result = await window.axe.run(document, {
+        runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+      });
+      return result.violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+    });
+    this.audited = (this.audited ?? 0) + 1;
+    if (violations.length) throw new Error(`accessibility problems on ${name}:\n  ${violations.join("\n  ")}`);
   }
 
   card(name) {

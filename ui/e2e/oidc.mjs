@@ -32,7 +32,7 @@ try {
     if (authorize.origin !== new URL(ISSUER).origin) throw new Error(`not at the provider: ${page.url()}`);
     if (authorize.searchParams.get("code_challenge_method") !== "S256") throw new Error("no PKCE S256");
     if (authorize.searchParams.get("redirect_uri") !== `${BASE}/auth/callback`) throw new Error("wrong redirect_uri");
-    await run.shot("sso-provider");
+    await run.shot("sso-provider", page, { audit: false });
     await page.getByRole("button", { name: "Sign in as Ada Lovelace" }).click();
     await page.getByRole("heading", { name: "Sandboxes", level: 1 }).waitFor();
     if (new URL(page.url()).pathname !== "/") throw new Error(`landed on ${page.url()}`);

@@ -495,8 +495,7 @@ pub async fn run<S, R, E>(
                 }
                 let output = decoder.decode(&bytes);
                 if !output.is_empty() {
-                    let frame = json!({"type": "output", "stream": "stdout", "data": output});
-                    if send(&mut sink, text(&frame)).await.is_err() {
+                    if send(&mut sink, output_frame(&output)).await.is_err() {
                         return;
                     }
                 }
@@ -517,8 +516,7 @@ pub async fn run<S, R, E>(
             ClientEvent::Exited { code } => {
                 let rest = decoder.finish();
                 if !rest.is_empty() {
-                    let frame = json!({"type": "output", "stream": "stdout", "data": rest});
-                    let _ = send(&mut sink, text(&frame)).await;
+                    let _ = send(&mut sink, output_frame(&rest)).await;
                 }
                 let reason = match code {
                     Some(code) => format!("shell exited with code {code}"),
@@ -555,6 +553,16 @@ async fn inbound<S: Sink<Message> + Unpin>(
         _ => {}
     }
     Ok(())
+}
+
+/// An `output` frame, serialised directly (the hot path: no intermediate JSON value).
+fn output_frame(data: &str) -> Message {
+    let escaped = serde_json::to_string(data).unwrap_or_default();
+    let mut frame = String::with_capacity(escaped.len() + 40);
+    frame.push_str(r#"{"type":"output","stream":"stdout","data":"#);
+    frame.push_str(&escaped);
+    frame.push('}');
+    Message::Text(frame.into())
 }
 
 fn text(value: &Value) -> Message {

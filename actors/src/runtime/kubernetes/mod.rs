@@ -552,9 +552,11 @@ impl KubernetesRuntime {
         self.ensure_network_policy(&target, id).await?;
         let pods: Api<Pod> = self.api(&namespace);
         let mut live = None;
+        let mut replaced = false;
         for pod in self.sandbox_pods(Some(&namespace), id).await? {
             match pod_state::classify(&pod) {
                 PodState::Ended(_) | PodState::Invalid(_) => {
+                    replaced = true;
                     let _ = pods
                         .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
                         .await;
@@ -564,7 +566,11 @@ impl KubernetesRuntime {
         }
         let name = match live {
             Some(pod) => pod.name_any(),
-            None => self.create_pod(&target, id, spec, &claim.name_any(), &service_account).await?,
+            None => {
+                let claim = claim.name_any();
+                self.create_pod(&target, id, spec, &claim, &service_account, replaced)
+                    .await?
+            }
         };
         let state = pod_state::wait_settled(&pods, &name, self.config.start_timeout)
             .await
@@ -604,9 +610,16 @@ impl KubernetesRuntime {
         spec: &RuntimeSpec,
         claim: &str,
         service_account: &str,
+        replacing: bool,
     ) -> Result<String> {
         let pods: Api<Pod> = self.api(&target.sandbox.namespace);
-        let mut name = names::pod_name(&target.sandbox.name);
+        // A Pod that replaces one just deleted gets a fresh name: the 1.20 kubelet takes its
+        // time to let go of a name, and a new Pod under it waits for that.
+        let mut name = if replacing {
+            names::next_pod_name(&target.sandbox.name)
+        } else {
+            names::pod_name(&target.sandbox.name)
+        };
         for attempt in 0..3 {
             let inputs = pod::PodInputs {
                 sandbox: &target.sandbox,

@@ -19,7 +19,10 @@ use crate::runtime::{
     UnpackSummary,
 };
 
-use super::protocol::{CHUNK_BYTES, Chunk, Request, Response, read_frame, write_frame};
+use super::protocol::{
+    CHUNK_BYTES, Chunk, Request, Response, read_chunk, read_frame, write_chunk, write_data,
+    write_frame,
+};
 
 /// How long the agent may take to answer the request that opens a stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,7 +168,7 @@ impl<'a> AgentClient<'a> {
                     },
                     PtyInput::Resize { cols, rows } => Chunk::Resize { cols, rows },
                 };
-                if write_frame(&mut to_agent, &chunk).await.is_err() {
+                if write_chunk(&mut to_agent, &chunk).await.is_err() {
                     break;
                 }
             }
@@ -174,7 +177,7 @@ impl<'a> AgentClient<'a> {
         });
         tokio::spawn(async move {
             loop {
-                let output = match read_frame::<_, Chunk>(&mut from_agent).await {
+                let output = match read_chunk(&mut from_agent).await {
                     Ok(Some(Chunk::Data { data })) => PtyOutput::Data(Bytes::from(data)),
                     Ok(Some(Chunk::Exited { code })) => PtyOutput::Exited(code),
                     Ok(Some(_)) => continue,
@@ -302,10 +305,7 @@ impl<'a> AgentClient<'a> {
                 });
             }
             for part in piece.chunks(CHUNK_BYTES) {
-                let chunk = Chunk::Data {
-                    data: part.to_vec(),
-                };
-                if write_frame(&mut stream, &chunk).await.is_err() {
+                if write_data(&mut stream, part).await.is_err() {
                     // The agent stopped reading: its answer says why.
                     sent_all = false;
                     break 'body;
@@ -313,7 +313,7 @@ impl<'a> AgentClient<'a> {
             }
         }
         if sent_all {
-            let _ = write_frame(&mut stream, &Chunk::End).await;
+            let _ = write_chunk(&mut stream, &Chunk::End).await;
         }
         let answer = tokio::time::timeout(done_timeout, read_frame::<_, Response>(&mut stream))
             .await
@@ -391,7 +391,7 @@ fn chunk_stream(stream: UnixStream, size: Option<u64>) -> ByteStream {
             if state.done {
                 return None;
             }
-            let item = match read_frame::<_, Chunk>(&mut state.stream).await {
+            let item = match read_chunk(&mut state.stream).await {
                 Ok(Some(Chunk::Data { data })) => {
                     state.got += data.len() as u64;
                     if state.size.is_some_and(|size| state.got > size) {

@@ -213,6 +213,102 @@ pub enum Response {
     },
 }
 
+/// First byte of a frame whose body is raw bytes: the payload of a [`Chunk::Data`] without
+/// base64 or JSON (a JSON body never starts with NUL). Terminal output and file bodies travel
+/// this way; every other message stays JSON.
+const RAW_DATA: u8 = 0;
+/// Raw payloads up to this size are written with one `write` (header and bytes copied
+/// together), larger ones with two, to avoid copying them.
+const COALESCE_BYTES: usize = 16 << 10;
+
+/// Writes raw bytes as one `Data` chunk frame.
+pub async fn write_data<W>(writer: &mut W, data: &[u8]) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let len = data.len() + 1;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+        ));
+    }
+    let len = u32::try_from(len).map_err(std::io::Error::other)?;
+    let mut head = Vec::with_capacity(5 + data.len().min(COALESCE_BYTES));
+    head.extend_from_slice(&len.to_be_bytes());
+    head.push(RAW_DATA);
+    if data.len() <= COALESCE_BYTES {
+        head.extend_from_slice(data);
+        writer.write_all(&head).await?;
+    } else {
+        writer.write_all(&head).await?;
+        writer.write_all(data).await?;
+    }
+    writer.flush().await
+}
+
+/// Writes a chunk: `Data` as a raw frame, anything else as JSON.
+pub async fn write_chunk<W>(writer: &mut W, chunk: &Chunk) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    match chunk {
+        Chunk::Data { data } => write_data(writer, data).await,
+        other => write_frame(writer, other).await,
+    }
+}
+
+/// Reads one chunk frame, raw or JSON; `Ok(None)` when the peer closed the connection before a
+/// frame started.
+pub async fn read_chunk<R>(reader: &mut R) -> std::io::Result<Option<Chunk>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let Some(len) = read_len(reader).await? else {
+        return Ok(None);
+    };
+    if len == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "empty frame",
+        ));
+    }
+    let mut first = [0u8; 1];
+    reader.read_exact(&mut first).await?;
+    if first[0] == RAW_DATA {
+        let mut data = vec![0u8; len - 1];
+        reader.read_exact(&mut data).await?;
+        return Ok(Some(Chunk::Data { data }));
+    }
+    let mut body = vec![0u8; len];
+    body[0] = first[0];
+    reader.read_exact(&mut body[1..]).await?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Reads a frame's length; `Ok(None)` at a clean end of stream.
+async fn read_len<R>(reader: &mut R) -> std::io::Result<Option<usize>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+        ));
+    }
+    Ok(Some(len))
+}
+
 /// Writes one frame holding `message` as JSON.
 pub async fn write_frame<W, T>(writer: &mut W, message: &T) -> std::io::Result<()>
 where
@@ -240,19 +336,9 @@ where
     R: tokio::io::AsyncRead + Unpin,
     T: DeserializeOwned,
 {
-    let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
-        ));
-    }
+    let Some(len) = read_len(reader).await? else {
+        return Ok(None);
+    };
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await?;
     serde_json::from_slice(&body)
@@ -342,14 +428,21 @@ mod tests {
             Chunk::End,
         ];
         for chunk in &chunks {
-            write_frame(&mut a, chunk).await.unwrap();
+            write_chunk(&mut a, chunk).await.unwrap();
         }
+        // Big data goes out in two writes; JSON `Data` (base64) still reads back.
+        write_data(&mut a, &vec![7u8; 100_000]).await.unwrap();
+        write_frame(&mut a, &chunks[0]).await.unwrap();
         for chunk in &chunks {
-            assert_eq!(
-                read_frame::<_, Chunk>(&mut b).await.unwrap().as_ref(),
-                Some(chunk)
-            );
+            assert_eq!(read_chunk(&mut b).await.unwrap().as_ref(), Some(chunk));
         }
+        assert_eq!(
+            read_chunk(&mut b).await.unwrap(),
+            Some(Chunk::Data {
+                data: vec![7u8; 100_000]
+            })
+        );
+        assert_eq!(read_chunk(&mut b).await.unwrap().as_ref(), Some(&chunks[0]));
         let open: Request = serde_json::from_str(
             r#"{"type":"OpenPty","command":["/bin/bash","-l"],"cols":80,"rows":24}"#,
         )

@@ -13,7 +13,9 @@ use tokio::net::UnixStream;
 use crate::runtime::files::clean_path;
 use crate::runtime::{DirEntry, DirListing, FileErrorKind};
 
-use super::protocol::{CHUNK_BYTES, Chunk, Response, read_frame, write_frame};
+use super::protocol::{
+    CHUNK_BYTES, Chunk, Response, read_chunk, write_chunk, write_data, write_frame,
+};
 
 /// The answer to a refused or failed file operation.
 pub fn file_error(kind: FileErrorKind, message: impl Into<String>) -> Response {
@@ -156,7 +158,7 @@ pub async fn read_file(mut stream: UnixStream, path: String, max_bytes: u64) {
                     kind: FileErrorKind::Failed,
                     message: format!("{path} shrank while it was read"),
                 };
-                let _ = write_frame(&mut stream, &failed).await;
+                let _ = write_chunk(&mut stream, &failed).await;
                 return;
             }
             Ok(n) => n,
@@ -165,19 +167,16 @@ pub async fn read_file(mut stream: UnixStream, path: String, max_bytes: u64) {
                     kind: FileErrorKind::of(&e),
                     message: format!("reading {path}: {e}"),
                 };
-                let _ = write_frame(&mut stream, &failed).await;
+                let _ = write_chunk(&mut stream, &failed).await;
                 return;
             }
         };
         left -= n as u64;
-        let chunk = Chunk::Data {
-            data: buf[..n].to_vec(),
-        };
-        if write_frame(&mut stream, &chunk).await.is_err() {
+        if write_data(&mut stream, &buf[..n]).await.is_err() {
             return;
         }
     }
-    let _ = write_frame(&mut stream, &Chunk::End).await;
+    let _ = write_chunk(&mut stream, &Chunk::End).await;
 }
 
 async fn open_for_reading(path: &str, max_bytes: u64) -> Result<(tokio::fs::File, u64), Response> {
@@ -307,7 +306,7 @@ async fn receive_into(
         .map_err(|_| None)?;
     let mut total = 0u64;
     loop {
-        match read_frame::<_, Chunk>(stream).await {
+        match read_chunk(stream).await {
             Ok(Some(Chunk::Data { data })) => {
                 total += data.len() as u64;
                 if total > max_bytes {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::UnixStream;
 
-use super::protocol::{Chunk, Response, read_frame, write_frame};
+use super::protocol::{Chunk, Response, read_chunk, write_chunk, write_data, write_frame};
 use super::pty::{self, PtyPrimary};
 use super::spawn;
 
@@ -73,7 +73,7 @@ pub async fn serve(mut stream: UnixStream, options: PtyOptions) {
     let input = {
         let primary = primary.clone();
         tokio::spawn(async move {
-            while let Ok(Some(chunk)) = read_frame::<_, Chunk>(&mut from_host).await {
+            while let Ok(Some(chunk)) = read_chunk(&mut from_host).await {
                 match chunk {
                     Chunk::Data { data } if primary.write_all(&data).await.is_err() => break,
                     Chunk::Data { .. } => {}
@@ -97,8 +97,7 @@ pub async fn serve(mut stream: UnixStream, options: PtyOptions) {
         tokio::select! {
             read = primary.read(&mut buf) => match read {
                 Ok(n) if n > 0 => {
-                    let chunk = Chunk::Data { data: buf[..n].to_vec() };
-                    if write_frame(&mut to_host, &chunk).await.is_err() {
+                    if write_data(&mut to_host, &buf[..n]).await.is_err() {
                         host_gone = true;
                         break;
                     }
@@ -132,7 +131,7 @@ pub async fn serve(mut stream: UnixStream, options: PtyOptions) {
     }
     match exit {
         Some(code) if !host_gone => {
-            let _ = write_frame(&mut to_host, &Chunk::Exited { code }).await;
+            let _ = write_chunk(&mut to_host, &Chunk::Exited { code }).await;
         }
         Some(_) => {}
         None => hang_up(&mut child, pid, Some(primary)).await,

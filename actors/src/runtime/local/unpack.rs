@@ -17,7 +17,7 @@ use tokio::net::UnixStream;
 use crate::runtime::files::{MAX_NAME_LEN, MAX_PATH_LEN};
 use crate::runtime::{ArchiveFormat, FileErrorKind, UnpackSummary};
 
-use super::protocol::{Chunk, Response, read_frame, write_frame};
+use super::protocol::{Chunk, Response, read_chunk, write_frame};
 use super::serve_files::{checked, file_error};
 
 /// Most entries one upload may hold.
@@ -83,7 +83,7 @@ async fn spool_and_unpack(
             .map_err(|_| None)?;
         let mut total = 0u64;
         loop {
-            match read_frame::<_, Chunk>(stream).await {
+            match read_chunk(stream).await {
                 Ok(Some(Chunk::Data { data })) => {
                     total += data.len() as u64;
                     if total > max_bytes {

@@ -17,7 +17,7 @@ use zip::{CompressionMethod, ZipWriter};
 use crate::runtime::FileErrorKind;
 use crate::runtime::files::{MAX_ARCHIVE_BYTES, is_within};
 
-use super::protocol::{CHUNK_BYTES, Chunk, Response, write_frame};
+use super::protocol::{CHUNK_BYTES, Chunk, Response, write_chunk, write_data, write_frame};
 use super::serve_files::{checked, file_error};
 
 /// How many chunks of the zip may wait between the builder thread and the socket.
@@ -41,10 +41,7 @@ pub async fn send_archive(mut stream: UnixStream, path: String, root: String) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PIPE_CHUNKS);
     let builder = tokio::task::spawn_blocking(move || build_zip(&dir, ChannelWriter::new(tx)));
     while let Some(data) = rx.recv().await {
-        if write_frame(&mut stream, &Chunk::Data { data })
-            .await
-            .is_err()
-        {
+        if write_data(&mut stream, &data).await.is_err() {
             // The host went away: dropping the receiver stops the builder at its next write.
             return;
         }
@@ -60,7 +57,7 @@ pub async fn send_archive(mut stream: UnixStream, path: String, root: String) {
             message: format!("archive failed: {e}"),
         },
     };
-    let _ = write_frame(&mut stream, &last).await;
+    let _ = write_chunk(&mut stream, &last).await;
 }
 
 /// The real directory to archive: `path` with symlinks resolved, which must still lie within
