@@ -49,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/user/me", get(user::me))
         .route("/admin/log-level", axum::routing::put(routes::logging::set))
+        .merge(routes::analytics::router())
         .merge(routes::api_keys::router())
         .merge(routes::sharing::router())
         .merge(routes::governance::router())

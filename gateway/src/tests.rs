@@ -23,6 +23,7 @@ struct Harness {
     _system: ActorSystem,
     alice: String,
     bob: String,
+    admin: String,
 }
 
 async fn harness() -> Harness {
@@ -33,6 +34,8 @@ async fn harness() -> Harness {
     let (alice, record) = api_keys::mint("alice", "alice's key", false);
     store.put_api_key(record).await.unwrap();
     let (bob, record) = api_keys::mint("bob", "bob's key", false);
+    store.put_api_key(record).await.unwrap();
+    let (admin, record) = api_keys::mint("admin", "admin key", true);
     store.put_api_key(record).await.unwrap();
     let runtime: Arc<dyn Runtime> = Arc::new(FakeRuntime::default());
     let system = ActorSystem::start(store.clone() as Arc<dyn Store>, runtime)
@@ -48,6 +51,7 @@ async fn harness() -> Harness {
         _system: system,
         alice,
         bob,
+        admin,
     }
 }
 
@@ -178,4 +182,41 @@ async fn health_endpoints_need_no_auth() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
+}
+
+#[tokio::test]
+async fn usage_costs_and_capacity_reflect_the_sandboxes() {
+    let h = harness().await;
+    for name in ["u1", "u2"] {
+        let create = json!({"name": name, "templateRef": {"name": "general-coding"}});
+        let (status, _) = call(&h, Some(&h.alice), "POST", "/api/v1/sandboxes", Some(create)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, _) = call(&h, Some(&h.alice), "POST", "/api/v1/sandboxes/u2/stop", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = call(&h, Some(&h.alice), "GET", "/api/v1/analytics/usage", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "analytics are admin-only");
+    let (status, usage) = call(&h, Some(&h.admin), "GET", "/api/v1/analytics/usage", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(usage["total_sandboxes"], 2);
+    assert_eq!(usage["status_breakdown"], json!({"Running": 1, "Stopped": 1}));
+    assert_eq!(usage["template_breakdown"], json!({"general-coding": 2}));
+
+    let (_, costs) = call(&h, Some(&h.admin), "GET", "/api/v1/analytics/costs?cpuCoreHour=1&memoryGibHour=0&storageGibMonth=0", None).await;
+    assert_eq!((costs["running_sandboxes"].clone(), costs["stopped_sandboxes"].clone()), (json!(1), json!(1)));
+    let compute = costs["total_hourly_compute"].as_f64().unwrap();
+    assert!(compute > 0.0, "the running sandbox's CPU is priced: {costs}");
+    assert_eq!(costs["per_template"][0]["template"], "general-coding");
+    let (status, _) = call(&h, Some(&h.admin), "GET", "/api/v1/analytics/costs?cpuCoreHour=cheap", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (_, nodes) = call(&h, Some(&h.admin), "GET", "/api/v1/cluster/nodes", None).await;
+    let summary = &nodes["summary"];
+    assert_eq!(summary["total"], 1);
+    assert!(summary["allocatable"]["cpuMillis"].as_u64().unwrap() >= 1000);
+    assert_eq!(summary["requests"]["cpuMillis"].as_u64().unwrap() as f64 / 1000.0, compute, "requests follow the running sandbox");
+    assert!(summary["cpuSaturationPct"].as_f64().unwrap() > 0.0);
+    let (_, cluster) = call(&h, Some(&h.alice), "GET", "/api/v1/cluster/status", None).await;
+    assert_eq!(cluster["sandboxPods"], 1);
 }

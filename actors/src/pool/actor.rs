@@ -42,6 +42,11 @@ pub struct PoolOptions {
     pub max_parallel_starts: usize,
     /// The first wait after a failed start; doubles per consecutive failure up to a minute.
     pub retry_base: Duration,
+    /// How long after a claim the replacement starts: long enough for the claiming create to
+    /// answer first (starting a sandbox takes a CPU for ~10 ms, which the claimant would
+    /// otherwise wait on), short enough that the pool is full again well before a person's next
+    /// create.
+    pub refill_delay: Duration,
 }
 
 impl Default for PoolOptions {
@@ -51,6 +56,7 @@ impl Default for PoolOptions {
             namespace: "default".into(),
             max_parallel_starts: 2,
             retry_base: Duration::from_secs(1),
+            refill_delay: Duration::from_millis(100),
         }
     }
 }
@@ -182,9 +188,12 @@ impl Actor for WarmPool {
                 let claimed = state.claim(&template, &spec);
                 let hit = claimed.is_some();
                 let _ = reply.send(claimed);
+                // Nothing is written or started while the claiming create finishes: the
+                // inventory is persisted with the delayed refill (until then a crash leaves the
+                // claimed id recorded as ready, which a restart resolves either way: the
+                // sandbox recorded it, or it is still an unused instance).
                 if hit {
-                    state.persist().await;
-                    state.refill(&myself);
+                    myself.send_after(state.options.refill_delay, || WarmPoolMsg::Refill);
                 }
             }
             WarmPoolMsg::Adopted(id) => {

@@ -44,6 +44,15 @@ impl Identity {
         }
     }
 
+    /// Admin routes: `403 {"error":"admin_required"}` for everyone else (contract §0.1).
+    pub fn require_admin(&self) -> Result<(), crate::error::ApiError> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::Forbidden("admin_required".into()))
+        }
+    }
+
     /// Owner or admin (contract "owner/admin").
     pub fn owns(&self, sandbox: &Sandbox) -> bool {
         self.is_admin

@@ -37,13 +37,6 @@ pub fn router() -> Router<AppState> {
         .route("/governance/effective", get(effective))
 }
 
-fn require_admin(identity: &Identity) -> ApiResult<()> {
-    if identity.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("admin_required".into()))
-    }
-}
 
 fn checked(policy: Policy) -> ApiResult<Policy> {
     policy
@@ -108,7 +101,7 @@ pub async fn put_cluster(
     Extension(identity): Extension<Identity>,
     ApiJson(policy): ApiJson<Policy>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     let policy = checked(policy)?;
     state.control.governance.set_cluster(policy.clone()).await?;
     Ok(Json(json!({"scope": "cluster", "policy": policy})))
@@ -135,7 +128,7 @@ pub async fn put_namespace(
     Path(namespace): Path<String>,
     ApiJson(policy): ApiJson<Policy>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     namespace_name(&namespace)?;
     let policy = checked(policy)?;
     state
@@ -152,7 +145,7 @@ pub async fn delete_namespace(
     Extension(identity): Extension<Identity>,
     Path(namespace): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     state
         .control
         .governance

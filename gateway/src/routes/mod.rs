@@ -1,5 +1,6 @@
 //! REST handlers, a file per resource.
 
+pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod backups;

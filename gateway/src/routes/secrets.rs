@@ -38,13 +38,6 @@ pub fn router() -> Router<AppState> {
         .route("/secrets/{name}", put(upsert).delete(remove))
 }
 
-fn require_admin(identity: &Identity) -> ApiResult<()> {
-    if identity.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("admin_required".into()))
-    }
-}
 
 /// Query of every secrets route.
 #[derive(Deserialize, Default)]
@@ -106,7 +99,7 @@ pub async fn upsert(
     ApiQuery(query): ApiQuery<NamespaceQuery>,
     ApiJson(body): ApiJson<SecretBody>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     secret_name(&name)?;
     let namespace = namespace_of(&state, query)?;
     let mut data = BTreeMap::new();
@@ -158,7 +151,7 @@ pub async fn list(
     Extension(identity): Extension<Identity>,
     ApiQuery(query): ApiQuery<NamespaceQuery>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     let namespace = namespace_of(&state, query)?;
     let secrets = state
         .control
@@ -176,7 +169,7 @@ pub async fn remove(
     Path(name): Path<String>,
     ApiQuery(query): ApiQuery<NamespaceQuery>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     let namespace = namespace_of(&state, query)?;
     match state
         .control

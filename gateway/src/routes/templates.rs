@@ -18,13 +18,6 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::wire::TemplateJson;
 
-fn require_admin(identity: &Identity) -> ApiResult<()> {
-    if identity.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("admin_required".into()))
-    }
-}
 
 /// GET `/templates`.
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -65,7 +58,7 @@ pub async fn create(
     Extension(identity): Extension<Identity>,
     ApiJson(body): ApiJson<CreateTemplate>,
 ) -> ApiResult<(StatusCode, Json<TemplateJson>)> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     validate::dns_label("name", &body.name)?;
     let mut template =
         ClusterSandboxTemplate::new(&body.name, ClusterSandboxTemplateSpec(body.spec));
@@ -102,7 +95,7 @@ pub async fn replace(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<ReplaceTemplate>,
 ) -> ApiResult<Json<TemplateJson>> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     let spec = ClusterSandboxTemplateSpec(body.spec);
     let updated = state
         .control
@@ -122,7 +115,7 @@ pub async fn delete(
     Extension(identity): Extension<Identity>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&identity)?;
+    identity.require_admin()?;
     let in_use = state.control.list().into_iter().find(|s| {
         s.phase() == Some(SandboxPhase::Running)
             && s.status

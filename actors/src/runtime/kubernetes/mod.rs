@@ -54,6 +54,8 @@ struct Target {
     effective: SandboxSpec,
     template: SandboxTemplateSpec,
     template_name: String,
+    /// The sandbox has run before (a resume or a restart): its Pod gets a fresh name.
+    ran_before: bool,
 }
 
 /// [`Runtime`] on a Kubernetes cluster.
@@ -146,6 +148,10 @@ impl KubernetesRuntime {
             effective: effective_sandbox_spec(&object.spec, &resolved.spec),
             template: resolved.spec,
             template_name: object.spec.template_ref.name.clone(),
+            ran_before: object
+                .status
+                .as_ref()
+                .is_some_and(|s| s.last_activity_timestamp.is_some() || s.restart_count.is_some()),
             sandbox,
         })
     }
@@ -552,7 +558,7 @@ impl KubernetesRuntime {
         self.ensure_network_policy(&target, id).await?;
         let pods: Api<Pod> = self.api(&namespace);
         let mut live = None;
-        let mut replaced = false;
+        let mut replaced = target.ran_before;
         for pod in self.sandbox_pods(Some(&namespace), id).await? {
             match pod_state::classify(&pod) {
                 PodState::Ended(_) | PodState::Invalid(_) => {
