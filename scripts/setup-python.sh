@@ -12,4 +12,8 @@ fi
 if ! .venv-tests/bin/python -c 'import terminado' 2>/dev/null; then
   .venv-tests/bin/pip install --quiet --disable-pip-version-check 'terminado==0.18.1'
 fi
+# Offline validation of the rendered Helm chart against the Kubernetes JSON schemas (kube_chart).
+if ! .venv-tests/bin/python -c 'import kubernetes_validate' 2>/dev/null; then
+  .venv-tests/bin/pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.34.1'
+fi
 .venv-tests/bin/python -c 'import agenttier; print("python SDK", agenttier.__version__)'

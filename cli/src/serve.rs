@@ -136,6 +136,7 @@ fn cluster_options(args: &ServeArgs) -> ClusterOptions {
             storage_class: kube.storage_class.clone(),
             volume_snapshot_class: kube.volume_snapshot_class.clone(),
             start_timeout: kube.pod_start_timeout,
+            pool_namespace: args.sandbox_namespace.clone(),
             ..KubernetesRuntimeConfig::default()
         },
         preview: PreviewConfig {

@@ -310,3 +310,173 @@ async fn the_published_sdk_runs_its_life_cycle_on_kubernetes() {
         assert_nothing_left(&client, "default", name).await;
     }
 }
+
+/// The runtime on its own (no server) with a real Pod: stdin, timeouts, a PTY, files, a port
+/// through pods/portforward, and snapshots copied by a real copy Pod.
+#[tokio::test]
+async fn the_runtime_runs_commands_terminals_files_and_ports_in_a_real_pod() {
+    use std::collections::BTreeMap;
+
+    use agenttier_actors::runtime::kubernetes::{KubernetesRuntime, KubernetesRuntimeConfig};
+    use agenttier_actors::runtime::{ExecRequest, FileErrorKind, PtyInput, PtyOutput, PtyRequest, Runtime, RuntimeError, RuntimeSpec, SandboxId, WorkspaceSeed};
+    use agenttier_actors::store::Store;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let client = node().await;
+    let ns = TestNamespace::create(&client, NODE, "e2e-runtime").await;
+    let store = kube_support::store(&client, &ns.name).await;
+    let template = json!({"metadata": {"name": "busybox", "namespace": ns.name},
+        "spec": {"image": {"repository": "localhost/sandbox:dev", "pullPolicy": "Never"}, "storage": {"size": "1Gi"}}});
+    store.create("SandboxTemplate", template).await.unwrap();
+    let created = store
+        .create("Sandbox", json!({"metadata": {"name": "rt", "namespace": ns.name},
+            "spec": {"templateRef": {"name": "busybox", "kind": "SandboxTemplate"}}}))
+        .await
+        .unwrap();
+    let id = SandboxId(created["metadata"]["uid"].as_str().unwrap().to_string());
+    let runtime = KubernetesRuntime::new(client.clone(), store.clone() as std::sync::Arc<dyn Store>, store.directory(), KubernetesRuntimeConfig::default());
+    let spec = RuntimeSpec { mount_path: "/workspace".into(), working_dir: "/workspace".into(), ..Default::default() };
+    runtime.prepare(&id, WorkspaceSeed::Empty).await.unwrap();
+    let instance = runtime.start(&id, &spec).await.unwrap();
+    assert_eq!(instance.pod_name, "rt-pod");
+
+    let request = |command: &str, stdin: &[u8], timeout: u64| ExecRequest {
+        command: command.into(),
+        timeout: Duration::from_secs(timeout),
+        env: BTreeMap::from([("GREETING".to_string(), "hi there".to_string())]),
+        working_dir: Some("/tmp".into()),
+        stdin: stdin.to_vec(),
+    };
+    // stdin reaches the command even though a v4 stream cannot close it; env and cwd apply.
+    let out = runtime.exec(&id, request("cat; echo; echo \"$GREETING\" $(pwd)", b"from stdin\x00bytes", 30)).await.unwrap();
+    assert_eq!(out.stdout, "from stdin\u{0}bytes\nhi there /tmp\n");
+    assert_eq!(out.exit_code, 0);
+    // The timeout kills the command in the Pod.
+    let started = Instant::now();
+    let slow = runtime.exec(&id, request("sleep 30", b"", 2)).await.unwrap();
+    assert!(slow.timed_out && slow.exit_code == 124, "{slow:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A PTY: input, a resize, output, and the exit code.
+    let mut pty = runtime
+        .open_pty(&id, PtyRequest { command: vec!["/bin/bash".into()], cols: 80, rows: 24, env: BTreeMap::new(), working_dir: None })
+        .await
+        .unwrap();
+    pty.input.send(PtyInput::Resize { cols: 132, rows: 43 }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pty.input.send(PtyInput::Data("stty size; pwd; exit 3\n".into())).await.unwrap();
+    let mut seen = String::new();
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(20), pty.output.recv()).await.unwrap() {
+            Some(PtyOutput::Data(bytes)) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Some(PtyOutput::Exited(code)) => break code,
+            None => panic!("the PTY closed without an exit; saw {seen:?}"),
+        }
+    };
+    assert!(seen.contains("43 132") && seen.contains("/workspace"), "{seen:?}");
+    assert_eq!(code, Some(3));
+
+    // Files: write (parents created), read, list; errors map to kinds.
+    let body: agenttier_actors::runtime::ByteStream = Box::pin(futures::stream::iter(vec![Ok(axum::body::Bytes::from_static(b"file \x01 body\n"))]));
+    assert_eq!(runtime.write_file(&id, "/workspace/dir/a.txt", body, 1 << 20).await.unwrap(), 12);
+    let download = runtime.read_file(&id, "/workspace/dir/a.txt", 1 << 20).await.unwrap();
+    assert_eq!(download.size, 12);
+    let bytes: Vec<u8> = download.body.map(|c| c.unwrap().to_vec()).concat().await;
+    assert_eq!(bytes, b"file \x01 body\n");
+    let listing = runtime.list_dir(&id, "/workspace/dir").await.unwrap();
+    assert_eq!(listing.entries.len(), 1);
+    assert_eq!((listing.entries[0].name.as_str(), listing.entries[0].size, listing.entries[0].is_dir), ("a.txt", 12, false));
+    let kind = |e: RuntimeError| match e { RuntimeError::File { kind, .. } => kind, other => panic!("{other:?}") };
+    assert_eq!(kind(runtime.read_file(&id, "/workspace/none", 10).await.err().unwrap()), FileErrorKind::NotFound);
+    assert_eq!(kind(runtime.read_file(&id, "/workspace/dir/a.txt", 5).await.err().unwrap()), FileErrorKind::TooLarge);
+    assert_eq!(kind(runtime.list_dir(&id, "/workspace/dir/a.txt").await.err().unwrap()), FileErrorKind::Invalid);
+    let body: agenttier_actors::runtime::ByteStream = Box::pin(futures::stream::iter(vec![Ok(axum::body::Bytes::from_static(b"x"))]));
+    assert_eq!(kind(runtime.write_file(&id, "/etc/x", body, 10).await.err().unwrap()), FileErrorKind::PermissionDenied);
+
+    // A port inside the Pod, reached through pods/portforward (the NetworkPolicy stays deny-all).
+    let served = runtime.exec(&id, request("httpd -p 127.0.0.1:8080 -h /workspace/dir", b"", 10)).await.unwrap();
+    assert_eq!(served.exit_code, 0, "{served:?}");
+    let mut connection = runtime.connect_port(&id, 8080).await.unwrap();
+    connection.write_all(b"GET /a.txt HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), connection.read_to_end(&mut response)).await.unwrap().unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.") && response.contains(" 200 ") && response.ends_with("file \u{1} body\n"), "{response}");
+
+    // A snapshot copied by a real copy Pod, restored into a new workspace.
+    let info = runtime.snapshot(&id, "before-change").await.unwrap();
+    assert_eq!(info.size_bytes, 12);
+    runtime.exec(&id, request("rm -r /workspace/dir", b"", 10)).await.unwrap();
+    let restored = SandboxId("0e1f2a3b-0000-4000-8000-000000000001".into());
+    runtime.restore_snapshot(&id, "before-change", &restored).await.unwrap();
+    assert_eq!(runtime.list_snapshots(&id).await.unwrap().len(), 1);
+    runtime.remove(&restored).await.unwrap();
+
+    runtime.remove(&id).await.unwrap();
+    store.delete("Sandbox", &ns.name, "rt").await.unwrap();
+    assert_nothing_left(&client, &ns.name, "rt").await;
+}
+
+#[tokio::test]
+async fn the_warm_pool_follows_its_config_map_and_hands_pods_over() {
+    let client = node().await;
+    let ns = TestNamespace::create(&client, NODE, "e2e-pool").await;
+    let template = format!("{}-shell", ns.name);
+    apply_node_template(NODE, &template, "");
+    let server = KubeServer::start(NODE, &ns.name, "e2e-pool", &["--dev-auth", "--warm-pool-interval", "1s"]);
+
+    // An operator edits the ConfigMap; the running server follows without a restart.
+    let config = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: agenttier-warmpool-config, namespace: {}}}\n\
+         data:\n  config: '{{\"pools\":[{{\"template\":\"{template}\",\"desiredCount\":1}}]}}'\n",
+        ns.name
+    );
+    let (ok, _, err) = kubectl(NODE, &["apply", "-f", "-"], Some(&config));
+    assert!(ok, "{err}");
+    let deadline = Instant::now() + START;
+    loop {
+        let (_, status) = server.get("/warmpool/status").await;
+        if status["pools"][0]["readyCount"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool never filled: {status}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let pooled = kube_support::pods_with(&client, &ns.name, "agenttier.io/pooled=true").await;
+    assert_eq!(pooled.len(), 1);
+    let instance = pooled[0].name_any();
+    assert!(instance.starts_with("pool-"), "{instance}");
+
+    // A create claims the running Pod: no new Pod, relabelled and owned by the sandbox.
+    let (status, body) = server
+        .post("/sandboxes", json!({"name": "warm", "templateRef": {"name": template, "kind": "ClusterSandboxTemplate"}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let running = server.wait_phase("warm", "Running", START).await;
+    assert_eq!(running["podName"], instance.as_str());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pod = pods.get(&instance).await.unwrap();
+    assert_eq!(pod.labels()["agenttier.io/sandbox"], "warm");
+    assert!(!pod.labels().contains_key("agenttier.io/pooled"));
+    assert_eq!(pod.owner_references()[0].name, "warm");
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    assert!(policies.get_opt("warm-netpol").await.unwrap().is_some());
+    assert!(policies.get_opt(&format!("{instance}-netpol")).await.unwrap().is_none());
+    assert_eq!(server.exec("warm", "hostname").await.0, format!("{instance}\n"));
+    let (ok, described, _) = kubectl(NODE, &["describe", "sandbox", "warm", "-n", &ns.name], None);
+    assert!(ok && described.contains("ready from warm pool"), "{described}");
+
+    // Scaling the pool to 0 through the ConfigMap drains it; the claimed sandbox stays.
+    let drained = config.replace("\"desiredCount\":1", "\"desiredCount\":0");
+    let (ok, _, err) = kubectl(NODE, &["apply", "-f", "-"], Some(&drained));
+    assert!(ok, "{err}");
+    wait_until(START, "the pool to drain", || async {
+        kube_support::pods_with(&client, &ns.name, "agenttier.io/pooled=true")
+            .await
+            .iter()
+            .all(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    assert_eq!(server.delete("/sandboxes/warm").await, 204);
+    assert_nothing_left(&client, &ns.name, "warm").await;
+}

@@ -56,3 +56,4 @@ pub fn runtime_id(sandbox: &Sandbox) -> SandboxId {
         .unwrap_or_else(|| sandbox.name_any());
     SandboxId(id)
 }
+#[cfg(test)] mod latency_probe;

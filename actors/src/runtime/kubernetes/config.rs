@@ -26,6 +26,8 @@ pub struct KubernetesRuntimeConfig {
     pub storage_class: Option<String>,
     /// The VolumeSnapshotClass of snapshots; `None` = the cluster default.
     pub volume_snapshot_class: Option<String>,
+    /// Where warm pool instances run (the sandbox namespace, where they are claimed).
+    pub pool_namespace: String,
 }
 
 impl Default for KubernetesRuntimeConfig {
@@ -41,6 +43,7 @@ impl Default for KubernetesRuntimeConfig {
             default_storage_size: "10Gi".to_string(),
             storage_class: None,
             volume_snapshot_class: None,
+            pool_namespace: "default".to_string(),
         }
     }
 }

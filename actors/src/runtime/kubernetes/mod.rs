@@ -19,6 +19,7 @@ pub mod network;
 pub mod names;
 pub mod pod;
 pub mod pod_state;
+mod pool;
 pub mod ports;
 mod snapshots;
 pub mod volumes;
@@ -56,6 +57,8 @@ struct Target {
     template_name: String,
     /// The sandbox has run before (a resume or a restart): its Pod gets a fresh name.
     ran_before: bool,
+    /// The template of a warm pool instance (which has no Sandbox yet).
+    pool_template: Option<String>,
 }
 
 /// [`Runtime`] on a Kubernetes cluster.
@@ -130,9 +133,21 @@ impl KubernetesRuntime {
             .ok_or_else(|| RuntimeError::NoWorkspace(format!("{id} (no Sandbox has this id)")))
     }
 
-    /// The Sandbox with its template resolved.
-    async fn load(&self, id: &SandboxId) -> Result<Target> {
-        let sandbox = self.locate_required(id).await?;
+    /// The Sandbox with its template resolved; for a warm pool id no Sandbox carries yet, the
+    /// pool instance or the claiming sandbox the spec's display name names.
+    async fn load(&self, id: &SandboxId, spec: Option<&RuntimeSpec>) -> Result<Target> {
+        let sandbox = match self.locate(id).await? {
+            Some(sandbox) => sandbox,
+            None => match spec.and_then(|s| pool::caller(id, s)) {
+                Some(pool::Caller::Pool(template)) => {
+                    return pool::instance_target(self, id, &template).await;
+                }
+                Some(pool::Caller::Claimant(namespace, name)) => {
+                    pool::claimant(self, &namespace, &name).await?
+                }
+                None => self.locate_required(id).await?,
+            },
+        };
         let object: Sandbox = self
             .store
             .get_obj(&sandbox.namespace, &sandbox.name)
@@ -152,6 +167,7 @@ impl KubernetesRuntime {
                 .status
                 .as_ref()
                 .is_some_and(|s| s.last_activity_timestamp.is_some() || s.restart_count.is_some()),
+            pool_template: None,
             sandbox,
         })
     }
@@ -159,7 +175,11 @@ impl KubernetesRuntime {
     /// The namespaces to look for a runtime id's objects in: its Sandbox's, or every one when
     /// the Sandbox is gone (a cleanup after a forced deletion).
     async fn namespace_of(&self, id: &SandboxId) -> Result<Option<String>> {
-        Ok(self.locate(id).await?.map(|s| s.namespace))
+        Ok(match self.locate(id).await? {
+            Some(sandbox) => Some(sandbox.namespace),
+            None if names::is_pool_instance(&id.0) => Some(self.config.pool_namespace.clone()),
+            None => None,
+        })
     }
 
     /// Lists objects labelled with the runtime id, in one namespace or all.
@@ -256,7 +276,7 @@ impl KubernetesRuntime {
                 name: Some(name.clone()),
                 namespace: Some(target.sandbox.namespace.clone()),
                 labels: Some(names::sandbox_labels(&target.sandbox, &id.0)),
-                owner_references: Some(vec![names::owner_reference(&target.sandbox)]),
+                owner_references: names::owners(&target.sandbox),
                 ..Default::default()
             },
             automount_service_account_token: Some(false),
@@ -363,7 +383,11 @@ impl KubernetesRuntime {
 
     /// Creates the workspace PVC of a Sandbox that exists.
     async fn prepare_empty(&self, id: &SandboxId) -> Result<()> {
-        let target = self.load(id).await?;
+        if names::is_pool_instance(&id.0) && self.locate(id).await?.is_none() {
+            // A warm pool instance: `prepare` has no spec to size the volume by; `start` makes it.
+            return Ok(());
+        }
+        let target = self.load(id, None).await?;
         let namespace = target.sandbox.namespace.clone();
         if self.workspace_claim(Some(&namespace), id).await?.is_some() {
             return Err(RuntimeError::WorkspaceExists(id.to_string()));
@@ -496,7 +520,7 @@ impl KubernetesRuntime {
             }
             (None, None) => {
                 let image = self
-                    .load(source)
+                    .load(source, None)
                     .await
                     .ok()
                     .and_then(|t| t.effective.image)
@@ -547,13 +571,16 @@ impl KubernetesRuntime {
 
     /// Creates (or adopts) the sandbox Pod and waits for it to be Ready.
     async fn start_pod(&self, id: &SandboxId, spec: &RuntimeSpec) -> Result<RuntimeInstance> {
-        let target = self.load(id).await?;
+        let target = self.load(id, Some(spec)).await?;
         let namespace = target.sandbox.namespace.clone();
-        let claim = self
-            .workspace_claim(Some(&namespace), id)
-            .await?
-            .ok_or_else(|| RuntimeError::NoWorkspace(id.to_string()))?;
-        self.adopt_claim(&target, &claim).await?;
+        let claim = match (self.workspace_claim(Some(&namespace), id).await?, &target.pool_template) {
+            (Some(claim), _) => claim,
+            (None, Some(template)) => pool::create_volume(self, &target, id, template).await?,
+            (None, None) => return Err(RuntimeError::NoWorkspace(id.to_string())),
+        };
+        if target.pool_template.is_none() {
+            self.adopt_claim(&target, &claim).await?;
+        }
         let service_account = self.ensure_service_account(&target, id).await?;
         self.ensure_network_policy(&target, id).await?;
         let pods: Api<Pod> = self.api(&namespace);
@@ -587,6 +614,9 @@ impl KubernetesRuntime {
                     .get(&name)
                     .await
                     .map_err(|e| api_error("reading the sandbox pod", e))?;
+                if target.pool_template.is_none() {
+                    pool::hand_over(self, &target, id, &pod).await?;
+                }
                 return Ok(Self::instance(&pod));
             }
             PodState::Invalid(detail) => RuntimeError::InvalidSpec(format!("pod {name}: {detail}")),
@@ -621,7 +651,9 @@ impl KubernetesRuntime {
         let pods: Api<Pod> = self.api(&target.sandbox.namespace);
         // A Pod that replaces one just deleted gets a fresh name: the 1.20 kubelet takes its
         // time to let go of a name, and a new Pod under it waits for that.
-        let mut name = if replacing {
+        let mut name = if target.pool_template.is_some() {
+            id.0.clone()
+        } else if replacing {
             names::next_pod_name(&target.sandbox.name)
         } else {
             names::pod_name(&target.sandbox.name)
@@ -641,7 +673,10 @@ impl KubernetesRuntime {
                 uid: self.config.sandbox_uid,
                 termination_grace_seconds: self.config.termination_grace_seconds,
             };
-            let object = pod::sandbox_pod(&inputs).map_err(RuntimeError::InvalidSpec)?;
+            let mut object = pod::sandbox_pod(&inputs).map_err(RuntimeError::InvalidSpec)?;
+            if let Some(template) = &target.pool_template {
+                object.labels_mut().extend(pool::labels(template));
+            }
             match pods.create(&PostParams::default(), &object).await {
                 Ok(_) => return Ok(name),
                 // The previous Pod of this name is still terminating (or belongs to a deleted

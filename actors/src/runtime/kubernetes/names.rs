@@ -41,6 +41,11 @@ pub const PORT_FORWARD_LABEL: &str = "agenttier.io/port-forward";
 /// Label with a forwarded port's number.
 pub const PORT_LABEL: &str = "agenttier.io/port";
 
+/// Label on warm pool instances (contract §7.4), removed when a sandbox claims one.
+pub const POOLED_LABEL: &str = "agenttier.io/pooled";
+/// Label naming a warm pool instance's template.
+pub const POOL_TEMPLATE_LABEL: &str = "agenttier.io/pool-template";
+
 /// The container the sandbox runs in (contract §8.7).
 pub const CONTAINER: &str = "sandbox";
 
@@ -147,6 +152,22 @@ pub fn owner_reference(sandbox: &SandboxRef) -> OwnerReference {
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
+}
+
+/// The owner references of an object of `sandbox`: none for a warm pool instance, which has no
+/// Sandbox until one claims it.
+pub fn owners(sandbox: &SandboxRef) -> Option<Vec<OwnerReference>> {
+    (!sandbox.uid.is_empty()).then(|| vec![owner_reference(sandbox)])
+}
+
+/// Whether a runtime id is a warm pool instance's (`pool-<template[:12]>-<16 hex>`).
+pub fn is_pool_instance(runtime_id: &str) -> bool {
+    runtime_id.starts_with("pool-")
+}
+
+/// The workspace PVC of a warm pool instance (contract §7.4: `<pod>-pvc`).
+pub fn pool_pvc(runtime_id: &str) -> String {
+    format!("{runtime_id}-pvc")
 }
 
 #[cfg(test)]

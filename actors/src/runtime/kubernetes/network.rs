@@ -117,7 +117,7 @@ pub fn network_policy(
             name: Some(names::network_policy(&sandbox.name)),
             namespace: Some(sandbox.namespace.clone()),
             labels: Some(labels),
-            owner_references: Some(vec![names::owner_reference(sandbox)]),
+            owner_references: names::owners(sandbox),
             ..Default::default()
         },
         spec: Some(NetworkPolicySpec {

@@ -318,7 +318,7 @@ pub fn sandbox_pod(inputs: &PodInputs<'_>) -> Result<Pod, String> {
             namespace: Some(inputs.sandbox.namespace.clone()),
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: Some(vec![names::owner_reference(inputs.sandbox)]),
+            owner_references: names::owners(inputs.sandbox),
             ..Default::default()
         },
         spec: Some(PodSpec {

@@ -43,7 +43,7 @@ fn metadata(sandbox: &SandboxRef, runtime_id: &str, port: u16) -> ObjectMeta {
         name: Some(names::port_service(&sandbox.name, port)),
         namespace: Some(sandbox.namespace.clone()),
         labels: Some(labels),
-        owner_references: Some(vec![names::owner_reference(sandbox)]),
+        owner_references: names::owners(sandbox),
         ..Default::default()
     }
 }

@@ -58,18 +58,26 @@ async fn find(
     namespace: &str,
     selector: &str,
 ) -> Result<(Vec<DynamicObject>, Vec<PersistentVolumeClaim>)> {
+    // Objects being deleted (a PVC held by pvc-protection, a snapshot by the snapshotter) are
+    // gone as far as snapshots are concerned.
     let snapshots = if volumes::snapshot_api_available(&runtime.client).await {
         snapshot_api(&runtime.client, namespace)
             .list(&ListParams::default().labels(selector))
             .await
             .map_err(|e| api_error("listing VolumeSnapshots", e))?
             .items
+            .into_iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .collect()
     } else {
         Vec::new()
     };
     let claims = runtime
         .labelled::<PersistentVolumeClaim>(Some(namespace), selector)
-        .await?;
+        .await?
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .collect();
     Ok((snapshots, claims))
 }
 

@@ -443,6 +443,7 @@ impl Runtime for LocalRuntime {
         .await
     }
 
+    #[tracing::instrument(name = "runtime.start", skip_all, fields(sandbox.id = %id, runtime = "local"))]
     async fn start(&self, id: &SandboxId, spec: &RuntimeSpec) -> Result<RuntimeInstance> {
         let started = Instant::now();
         let paths = self.layout.sandbox(id)?;
@@ -479,6 +480,7 @@ impl Runtime for LocalRuntime {
         Ok(Liveness::Gone)
     }
 
+    #[tracing::instrument(name = "runtime.stop", skip_all, fields(sandbox.id = %id, runtime = "local"))]
     async fn stop(&self, id: &SandboxId) -> Result<()> {
         let paths = self.layout.sandbox(id)?;
         self.kill_everything(id, &paths).await?;
@@ -492,6 +494,7 @@ impl Runtime for LocalRuntime {
         workspace::remove_tree(&paths.root)
     }
 
+    #[tracing::instrument(name = "runtime.exec", skip_all, fields(sandbox.id = %id, runtime = "local"))]
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecOutput> {
         let paths = self.layout.sandbox(id)?;
         AgentClient::new(&id.0, &paths.socket).exec(request).await

@@ -1,0 +1,93 @@
+//! Lease-based leader election against a real kube-apiserver: electors in this process with short
+//! leases (one leads; a crashed leader is replaced once its lease expires; a graceful one hands
+//! over at once), then two real `agenttier serve` replicas (one holds `agenttier-controller-
+//! leader`; `kill -9` it and the other takes over).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod kube_support;
+
+use std::time::{Duration, Instant};
+
+use agenttier_actors::leader::{LEASE_NAME, LeaderElectionConfig, LeaderElector};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube_support::{Cluster, KubeServer, TestNamespace, client, wait_until};
+
+const API: Cluster = Cluster::Api;
+
+fn config(namespace: &str, identity: &str) -> LeaderElectionConfig {
+    LeaderElectionConfig {
+        lease_duration: Duration::from_secs(3),
+        renew_every: Duration::from_millis(500),
+        ..LeaderElectionConfig::new(namespace, identity)
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt(LEASE_NAME)
+        .await
+        .unwrap()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test]
+async fn one_elector_leads_and_another_takes_over() {
+    let client = client(API).await;
+    let ns = TestNamespace::create(&client, API, "leader-unit").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
+    let a = LeaderElector::start(client.clone(), config(&ns.name, "a"));
+    wait_until(Duration::from_secs(10), "a to lead", || async { a.is_leader() }).await;
+    let b = LeaderElector::start(client.clone(), config(&ns.name, "b"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(a.is_leader() && !b.is_leader(), "exactly one leads");
+    assert_eq!(holder(&leases).await.as_deref(), Some("a"));
+
+    // A crash (no release): b takes over once a's lease has expired, not before.
+    let crashed = Instant::now();
+    drop(a);
+    wait_until(Duration::from_secs(15), "b to lead after a crashed", || async { b.is_leader() }).await;
+    assert!(crashed.elapsed() >= Duration::from_secs(2), "took over before the lease expired");
+    assert_eq!(holder(&leases).await.as_deref(), Some("b"));
+    let transitions = leases.get(LEASE_NAME).await.unwrap().spec.unwrap().lease_transitions;
+    assert_eq!(transitions, Some(1));
+
+    // A graceful shutdown releases the lease: c leads at its next round.
+    let c = LeaderElector::start(client.clone(), config(&ns.name, "c"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!c.is_leader());
+    let released = Instant::now();
+    b.shutdown().await;
+    wait_until(Duration::from_secs(10), "c to lead after b released", || async { c.is_leader() }).await;
+    assert!(released.elapsed() < Duration::from_secs(3), "a released lease is taken at once");
+}
+
+#[tokio::test]
+async fn two_server_replicas_elect_one_leader_and_fail_over() {
+    let client = client(API).await;
+    let ns = TestNamespace::create(&client, API, "leader-serve").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
+    let mut first = KubeServer::start(API, &ns.name, "replica-1", &[]);
+    wait_until(Duration::from_secs(20), "replica-1 to lead", || async {
+        holder(&leases).await.as_deref() == Some("replica-1")
+    })
+    .await;
+    let second = KubeServer::start(API, &ns.name, "replica-2", &[]);
+    // Both serve the API.
+    for server in [&first, &second] {
+        let response = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(holder(&leases).await.as_deref(), Some("replica-1"), "the leader keeps renewing");
+
+    // kill -9: the other replica takes over after the 15 s lease.
+    first.kill();
+    wait_until(Duration::from_secs(40), "replica-2 to take over", || async {
+        holder(&leases).await.as_deref() == Some("replica-2")
+    })
+    .await;
+    assert!(second.log().contains("leadership changed"), "{}", second.log());
+}
