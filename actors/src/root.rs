@@ -293,6 +293,7 @@ impl ActorSystem {
             metrics: metrics.clone(),
             timings: options.timings.clone(),
             pool: warm_pool.clone(),
+            templates: crate::sandbox::TemplateCache::new(store.as_ref()),
         };
         let registry = ActorRegistry::default();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -21,12 +21,12 @@ use crate::runtime::{
     ExecOutput, ExecRequest, Liveness, RuntimeError, RuntimeInstance, RuntimeSpec, SandboxId,
     WorkspaceSeed,
 };
-use crate::store::{EventType, StoreError, TypedStore};
+use crate::store::{EventRecord, EventType, StoreError, TypedStore};
 use crate::{Error, Result};
 
 use super::deps::Deps;
 use super::messages::SandboxMsg;
-use super::spec::{StoreTemplates, runtime_spec};
+use super::spec::runtime_spec;
 use super::status::{self, CONTROLLER, READY};
 use super::timeouts::{PendingStop, RunLimits, instant_of};
 use super::{RUNTIME_ID_ANNOTATION, SandboxKey, SandboxNotice, StopReason, runtime_id};
@@ -250,30 +250,65 @@ impl SandboxState {
     /// trip, the common case since this actor is the status's only writer) and, when someone
     /// else wrote in between, by read-modify-write.
     pub(super) async fn save(&mut self, edit: impl Fn(&mut Sandbox) + Send + Sync) -> Result<()> {
+        self.save_with_events(edit, Vec::new()).await
+    }
+
+    /// [`Self::save`] with the events that describe the change, written in the same store
+    /// transaction (on the read-modify-write path, right after it).
+    async fn save_with_events(
+        &mut self,
+        edit: impl Fn(&mut Sandbox) + Send + Sync,
+        events: Vec<EventRecord>,
+    ) -> Result<()> {
         let mut candidate = self.sandbox.clone();
         edit(&mut candidate);
-        let saved = match self.deps.store.replace_obj(&candidate).await {
+        let not_found = || Error::NotFound(format!("sandbox {} not found", self.key.name));
+        let saved = match self
+            .deps
+            .store
+            .replace_obj_with_events(&candidate, events.clone())
+            .await
+        {
             Ok(saved) => saved,
-            Err(StoreError::Conflict { .. }) => self
-                .deps
-                .store
-                .update_obj::<Sandbox, _>(&self.key.namespace, &self.key.name, |s| {
-                    edit(s);
-                    true
-                })
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("sandbox {} not found", self.key.name)))?,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(Error::NotFound(format!(
-                    "sandbox {} not found",
-                    self.key.name
-                )));
+            Err(StoreError::Conflict { .. }) => {
+                let saved = self
+                    .deps
+                    .store
+                    .update_obj::<Sandbox, _>(&self.key.namespace, &self.key.name, |s| {
+                        edit(s);
+                        true
+                    })
+                    .await?
+                    .ok_or_else(not_found)?;
+                for event in events {
+                    self.deps.store.append_event(event).await?;
+                }
+                saved
             }
+            Err(StoreError::NotFound { .. }) => return Err(not_found()),
             Err(e) => return Err(e.into()),
         };
         self.deps.read_model.apply(saved.clone());
         self.sandbox = saved;
         Ok(())
+    }
+
+    /// An event about this sandbox.
+    fn record(
+        &self,
+        reason: &str,
+        event_type: EventType,
+        message: impl Into<String>,
+        actor: &str,
+    ) -> EventRecord {
+        status::sandbox_event(
+            &self.key.namespace,
+            &self.key.name,
+            reason,
+            event_type,
+            message,
+            actor,
+        )
     }
 
     /// Appends an event about this sandbox.
@@ -284,14 +319,7 @@ impl SandboxState {
         message: impl Into<String>,
         actor: &str,
     ) -> Result<()> {
-        let record = status::sandbox_event(
-            &self.key.namespace,
-            &self.key.name,
-            reason,
-            event_type,
-            message,
-            actor,
-        );
+        let record = self.record(reason, event_type, message, actor);
         Ok(self.deps.store.append_event(record).await?)
     }
 
@@ -323,24 +351,27 @@ impl SandboxState {
             SandboxPhase::Error => event.0,
             other => status::ready_reason(other),
         };
-        self.save(|sandbox| {
-            metadata(sandbox);
-            let status = sandbox.status.get_or_insert_with(SandboxStatus::default);
-            status.phase = Some(phase);
-            status.message = Some(message.to_string());
-            change(status);
-            status::set_condition(
-                status,
-                READY,
-                phase == SandboxPhase::Running,
-                ready_reason,
-                message,
-                generation,
-            );
-        })
-        .await?;
         let (reason, event_type, text) = event;
-        self.event(reason, event_type, text, actor).await?;
+        let record = self.record(reason, event_type, text, actor);
+        self.save_with_events(
+            |sandbox| {
+                metadata(sandbox);
+                let status = sandbox.status.get_or_insert_with(SandboxStatus::default);
+                status.phase = Some(phase);
+                status.message = Some(message.to_string());
+                change(status);
+                status::set_condition(
+                    status,
+                    READY,
+                    phase == SandboxPhase::Running,
+                    ready_reason,
+                    message,
+                    generation,
+                );
+            },
+            vec![record],
+        )
+        .await?;
         tracing::info!(sandbox = %self.key, phase = %phase, reason, "sandbox transition");
         if self.settled() {
             for waiter in self.waiters.drain(..) {
@@ -419,9 +450,9 @@ impl SandboxState {
     /// Resolves the template chain and reduces the effective spec; `Ok(Err((reason, message)))`
     /// is a permanent failure of this sandbox's configuration.
     async fn resolve(&self) -> Result<std::result::Result<Resolved, (&'static str, String)>> {
-        let templates = StoreTemplates::load(self.deps.store.as_ref()).await?;
+        let templates = self.deps.templates.get(self.deps.store.as_ref()).await?;
         let resolved = match resolve_template(
-            &templates,
+            templates.as_ref(),
             &self.sandbox.spec.template_ref,
             &self.key.namespace,
         ) {

@@ -6,7 +6,7 @@ use crate::pool::WarmPoolRef;
 use crate::runtime::Runtime;
 use crate::store::Store;
 
-use super::{ReadModel, SandboxNotice, SandboxTimings};
+use super::{ReadModel, SandboxNotice, SandboxTimings, TemplateCache};
 
 /// Shared dependencies of the sandbox actors, cheap to clone.
 #[derive(Clone)]
@@ -25,4 +25,6 @@ pub struct Deps {
     pub timings: SandboxTimings,
     /// Where a new sandbox claims a pre-started instance.
     pub pool: WarmPoolRef,
+    /// The templates, cached until one changes.
+    pub templates: TemplateCache,
 }

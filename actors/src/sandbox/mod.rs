@@ -30,7 +30,7 @@ pub use key::SandboxKey;
 pub use messages::{SandboxMsg, SupervisorMsg};
 pub use notice::{SandboxNotice, StopReason};
 pub use read_model::ReadModel;
-pub use spec::{DEFAULT_MOUNT_PATH, StoreTemplates, runtime_spec};
+pub use spec::{DEFAULT_MOUNT_PATH, StoreTemplates, TemplateCache, runtime_spec};
 pub use status::{CONTROLLER, READY};
 pub use supervisor::{ActorRegistry, SandboxSupervisor, SupervisorArgs, SupervisorState};
 pub use timeouts::RunLimits;
@@ -56,4 +56,3 @@ pub fn runtime_id(sandbox: &Sandbox) -> SandboxId {
         .unwrap_or_else(|| sandbox.name_any());
     SandboxId(id)
 }
-#[cfg(test)] mod latency_probe;

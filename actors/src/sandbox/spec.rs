@@ -2,6 +2,8 @@
 //! store and reduce the effective spec to a [`RuntimeSpec`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use agenttier_crds::resolve::{FoundTemplate, TemplateSource};
 use agenttier_crds::{ClusterSandboxTemplate, SandboxSpec, SandboxTemplate, TemplateRef, quantity};
@@ -50,6 +52,83 @@ impl TemplateSource for StoreTemplates {
             self.namespaced
                 .get(&(namespace.to_string(), reference.name.clone()))
                 .cloned()
+        }
+    }
+}
+
+/// Every template, read from the store once and again only after a template changed (the
+/// store's watch says so): a create resolves its template chain without a store round trip.
+#[derive(Clone)]
+pub struct TemplateCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    templates: Mutex<Option<Arc<StoreTemplates>>>,
+    /// Bumped by every invalidation, so a read that raced with a template change is not kept.
+    generation: AtomicU64,
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for CacheInner {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.get_mut().ok().and_then(Option::take) {
+            watcher.abort();
+        }
+    }
+}
+
+impl TemplateCache {
+    /// A cache of `store`'s templates, invalidated by its watch stream.
+    pub fn new(store: &dyn Store) -> Self {
+        let inner = Arc::new(CacheInner {
+            templates: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            watcher: Mutex::new(None),
+        });
+        let mut changes = store.watch();
+        let weak = Arc::downgrade(&inner);
+        let watcher = tokio::spawn(async move {
+            loop {
+                let relevant = match changes.recv().await {
+                    Ok(event) => event.kind.ends_with("SandboxTemplate"),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if relevant {
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.invalidate();
+                }
+            }
+        });
+        if let Ok(mut slot) = inner.watcher.lock() {
+            *slot = Some(watcher);
+        }
+        Self { inner }
+    }
+
+    /// The templates: the cached ones, or a fresh read that is cached unless a template changed
+    /// meanwhile.
+    pub async fn get(&self, store: &dyn Store) -> Result<Arc<StoreTemplates>> {
+        if let Some(cached) = self.inner.templates.lock().ok().and_then(|t| t.clone()) {
+            return Ok(cached);
+        }
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let fresh = Arc::new(StoreTemplates::load(store).await?);
+        if let Ok(mut slot) = self.inner.templates.lock()
+            && self.inner.generation.load(Ordering::SeqCst) == generation
+        {
+            *slot = Some(fresh.clone());
+        }
+        Ok(fresh)
+    }
+}
+
+impl CacheInner {
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut slot) = self.templates.lock() {
+            *slot = None;
         }
     }
 }

@@ -193,10 +193,24 @@ impl SupervisorState {
         sandbox: Sandbox,
     ) -> Result<Sandbox> {
         let key = SandboxKey::of(&sandbox);
+        let owner = sandbox
+            .spec
+            .created_by
+            .as_ref()
+            .map(|c| c.sub.clone())
+            .unwrap_or_default();
+        let message = format!(
+            "Sandbox created from template {}",
+            sandbox.spec.template_ref.name
+        );
+        // The object and its `Created` audit event are written together.
         let created = self
             .deps
             .store
-            .create_obj(&sandbox)
+            .create_obj_with_events(
+                &sandbox,
+                vec![audit::event(&key, AuditAction::Create, &owner, message)],
+            )
             .await
             .map_err(|e| match e {
                 StoreError::AlreadyExists { .. } => Error::Conflict(format!(
@@ -206,24 +220,6 @@ impl SupervisorState {
                 other => Error::Store(other),
             })?;
         self.deps.read_model.apply(created.clone());
-        let owner = created
-            .spec
-            .created_by
-            .as_ref()
-            .map(|c| c.sub.clone())
-            .unwrap_or_default();
-        let message = format!(
-            "Sandbox created from template {}",
-            created.spec.template_ref.name
-        );
-        audit::record(
-            self.deps.store.as_ref(),
-            &key,
-            AuditAction::Create,
-            &owner,
-            message,
-        )
-        .await?;
         self.spawn(myself, created.clone())
             .await
             .map_err(|e| Error::Unavailable(format!("could not start the sandbox actor: {e}")))?;

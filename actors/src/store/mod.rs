@@ -90,6 +90,36 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`]; the new resourceVersion is returned in the object.
     async fn replace(&self, kind: &str, object: Value) -> Result<Value>;
 
+    /// [`Store::create`] and [`Store::append_event`] of the events describing it, in one
+    /// transaction: the object and its history are written together or not at all.
+    async fn create_with_events(
+        &self,
+        kind: &str,
+        object: Value,
+        events: Vec<EventRecord>,
+    ) -> Result<Value> {
+        let created = self.create(kind, object).await?;
+        for event in events {
+            self.append_event(event).await?;
+        }
+        Ok(created)
+    }
+
+    /// [`Store::replace`] and [`Store::append_event`] of the events describing it, in one
+    /// transaction (a status transition and its event).
+    async fn replace_with_events(
+        &self,
+        kind: &str,
+        object: Value,
+        events: Vec<EventRecord>,
+    ) -> Result<Value> {
+        let replaced = self.replace(kind, object).await?;
+        for event in events {
+            self.append_event(event).await?;
+        }
+        Ok(replaced)
+    }
+
     /// Deletes an object and returns it; `None` when it did not exist.
     async fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>>;
 

@@ -166,6 +166,130 @@ fn new_uid() -> String {
     )
 }
 
+/// Inserts a new object inside `tx`: fills uid, resourceVersion, generation and
+/// creationTimestamp; `AlreadyExists` if the name is taken.
+fn create_in(tx: &rusqlite::Transaction<'_>, kind: &str, mut object: Value) -> Result<Value> {
+    let (namespace, name) = identity(&object)?;
+    let exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+            params![kind, namespace, name],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if exists {
+        return Err(StoreError::AlreadyExists {
+            kind: kind.to_string(),
+            name,
+        });
+    }
+    let rv = next_resource_version(tx)?;
+    let uid = new_uid();
+    {
+        let meta = metadata_mut(&mut object)?;
+        meta.insert("uid".into(), Value::String(uid.clone()));
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        meta.insert("generation".into(), Value::from(1));
+        meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+    }
+    tx.execute(
+        "INSERT INTO objects (kind, namespace, name, uid, resource_version, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            kind,
+            namespace,
+            name,
+            uid,
+            rv,
+            serde_json::to_string(&object)?
+        ],
+    )?;
+    Ok(object)
+}
+
+/// Replaces an object inside `tx`, optimistic on its resourceVersion; bumps `generation` only
+/// when `spec` changed.
+fn replace_in(tx: &rusqlite::Transaction<'_>, kind: &str, mut object: Value) -> Result<Value> {
+    let (namespace, name) = identity(&object)?;
+    let expected = object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let current: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT resource_version, body FROM objects
+             WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+            params![kind, namespace, name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((current_rv, current_body)) = current else {
+        return Err(StoreError::NotFound {
+            kind: kind.to_string(),
+            name,
+        });
+    };
+    if expected != current_rv.to_string() {
+        return Err(StoreError::Conflict {
+            kind: kind.to_string(),
+            name,
+            expected,
+        });
+    }
+    let old: Value = serde_json::from_str(&current_body)?;
+    let rv = next_resource_version(tx)?;
+    let generation = old
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let spec_changed = old.get("spec") != object.get("spec");
+    {
+        let meta = metadata_mut(&mut object)?;
+        for key in ["uid", "creationTimestamp"] {
+            if let Some(v) = old.pointer(&format!("/metadata/{key}")) {
+                meta.insert(key.into(), v.clone());
+            }
+        }
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        meta.insert(
+            "generation".into(),
+            Value::from(if spec_changed {
+                generation + 1
+            } else {
+                generation
+            }),
+        );
+    }
+    tx.execute(
+        "UPDATE objects SET resource_version = ?4, body = ?5
+         WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        params![kind, namespace, name, rv, serde_json::to_string(&object)?],
+    )?;
+    Ok(object)
+}
+
+/// Appends one event (a transaction derefs to the connection, so this works inside one too).
+fn insert_event(conn: &Connection, event: &EventRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO events (timestamp, namespace, object_kind, object_name, reason,
+                             event_type, message, actor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        event.timestamp,
+        event.namespace,
+        event.object_kind,
+        event.object_name,
+        event.reason,
+        event.event_type.as_str(),
+        event.message,
+        event.actor
+    ])?;
+    Ok(())
+}
+
 fn notify(changes: &broadcast::Sender<WatchEvent>, kind: &str, t: WatchEventType, object: &Value) {
     // No receivers is fine: nobody is watching yet.
     let _ = changes.send(WatchEvent {
@@ -177,48 +301,8 @@ fn notify(changes: &broadcast::Sender<WatchEvent>, kind: &str, t: WatchEventType
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create(&self, kind: &str, mut object: Value) -> Result<Value> {
-        let kind = kind.to_string();
-        self.with_conn(move |conn, changes| {
-            let (namespace, name) = identity(&object)?;
-            let tx = conn.transaction()?;
-            let exists: bool = tx
-                .query_row(
-                    "SELECT 1 FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                    params![kind, namespace, name],
-                    |_| Ok(true),
-                )
-                .optional()?
-                .unwrap_or(false);
-            if exists {
-                return Err(StoreError::AlreadyExists { kind, name });
-            }
-            let rv = next_resource_version(&tx)?;
-            let uid = new_uid();
-            {
-                let meta = metadata_mut(&mut object)?;
-                meta.insert("uid".into(), Value::String(uid.clone()));
-                meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-                meta.insert("generation".into(), Value::from(1));
-                meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-            }
-            tx.execute(
-                "INSERT INTO objects (kind, namespace, name, uid, resource_version, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    kind,
-                    namespace,
-                    name,
-                    uid,
-                    rv,
-                    serde_json::to_string(&object)?
-                ],
-            )?;
-            tx.commit()?;
-            notify(changes, &kind, WatchEventType::Added, &object);
-            Ok(object)
-        })
-        .await
+    async fn create(&self, kind: &str, object: Value) -> Result<Value> {
+        self.create_with_events(kind, object, Vec::new()).await
     }
 
     async fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>> {
@@ -254,63 +338,43 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn replace(&self, kind: &str, mut object: Value) -> Result<Value> {
+    async fn replace(&self, kind: &str, object: Value) -> Result<Value> {
+        self.replace_with_events(kind, object, Vec::new()).await
+    }
+
+    async fn create_with_events(
+        &self,
+        kind: &str,
+        object: Value,
+        events: Vec<EventRecord>,
+    ) -> Result<Value> {
         let kind = kind.to_string();
         self.with_conn(move |conn, changes| {
-            let (namespace, name) = identity(&object)?;
-            let expected = object
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
             let tx = conn.transaction()?;
-            let current: Option<(i64, String)> = tx
-                .query_row(
-                    "SELECT resource_version, body FROM objects
-                     WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                    params![kind, namespace, name],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((current_rv, current_body)) = current else {
-                return Err(StoreError::NotFound { kind, name });
-            };
-            if expected != current_rv.to_string() {
-                return Err(StoreError::Conflict {
-                    kind,
-                    name,
-                    expected,
-                });
+            let object = create_in(&tx, &kind, object)?;
+            for event in &events {
+                insert_event(&tx, event)?;
             }
-            let old: Value = serde_json::from_str(&current_body)?;
-            let rv = next_resource_version(&tx)?;
-            let generation = old
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let spec_changed = old.get("spec") != object.get("spec");
-            {
-                let meta = metadata_mut(&mut object)?;
-                for key in ["uid", "creationTimestamp"] {
-                    if let Some(v) = old.pointer(&format!("/metadata/{key}")) {
-                        meta.insert(key.into(), v.clone());
-                    }
-                }
-                meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-                meta.insert(
-                    "generation".into(),
-                    Value::from(if spec_changed {
-                        generation + 1
-                    } else {
-                        generation
-                    }),
-                );
+            tx.commit()?;
+            notify(changes, &kind, WatchEventType::Added, &object);
+            Ok(object)
+        })
+        .await
+    }
+
+    async fn replace_with_events(
+        &self,
+        kind: &str,
+        object: Value,
+        events: Vec<EventRecord>,
+    ) -> Result<Value> {
+        let kind = kind.to_string();
+        self.with_conn(move |conn, changes| {
+            let tx = conn.transaction()?;
+            let object = replace_in(&tx, &kind, object)?;
+            for event in &events {
+                insert_event(&tx, event)?;
             }
-            tx.execute(
-                "UPDATE objects SET resource_version = ?4, body = ?5
-                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![kind, namespace, name, rv, serde_json::to_string(&object)?],
-            )?;
             tx.commit()?;
             notify(changes, &kind, WatchEventType::Modified, &object);
             Ok(object)
@@ -348,25 +412,8 @@ impl Store for SqliteStore {
     }
 
     async fn append_event(&self, event: EventRecord) -> Result<()> {
-        self.with_conn(move |conn, _| {
-            conn.execute(
-                "INSERT INTO events (timestamp, namespace, object_kind, object_name, reason,
-                                     event_type, message, actor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    event.timestamp,
-                    event.namespace,
-                    event.object_kind,
-                    event.object_name,
-                    event.reason,
-                    event.event_type.as_str(),
-                    event.message,
-                    event.actor
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.with_conn(move |conn, _| insert_event(conn, &event))
+            .await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {

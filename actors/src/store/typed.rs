@@ -5,7 +5,7 @@ use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Result, Store, StoreError};
+use super::{EventRecord, Result, Store, StoreError};
 
 /// What a typed store object must be: a Kubernetes resource with a static kind.
 pub trait StoredResource:
@@ -32,6 +32,18 @@ pub trait TypedStore {
     async fn create_obj<K: StoredResource>(&self, object: &K) -> Result<K>;
     /// Replaces an object (optimistic on its resourceVersion).
     async fn replace_obj<K: StoredResource>(&self, object: &K) -> Result<K>;
+    /// [`TypedStore::create_obj`] with the events describing it, in one transaction.
+    async fn create_obj_with_events<K: StoredResource>(
+        &self,
+        object: &K,
+        events: Vec<EventRecord>,
+    ) -> Result<K>;
+    /// [`TypedStore::replace_obj`] with the events describing it, in one transaction.
+    async fn replace_obj_with_events<K: StoredResource>(
+        &self,
+        object: &K,
+        events: Vec<EventRecord>,
+    ) -> Result<K>;
     /// Reads, mutates and writes back an object, retrying on conflicts. `mutate` returns false
     /// to skip the write. `Ok(None)` when the object does not exist.
     async fn update_obj<K, F>(&self, namespace: &str, name: &str, mutate: F) -> Result<Option<K>>
@@ -65,6 +77,28 @@ impl<S: Store + ?Sized> TypedStore for S {
     async fn replace_obj<K: StoredResource>(&self, object: &K) -> Result<K> {
         let value = self
             .replace(&kind::<K>(), with_type_meta::<K>(object)?)
+            .await?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    async fn create_obj_with_events<K: StoredResource>(
+        &self,
+        object: &K,
+        events: Vec<EventRecord>,
+    ) -> Result<K> {
+        let value = self
+            .create_with_events(&kind::<K>(), with_type_meta::<K>(object)?, events)
+            .await?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    async fn replace_obj_with_events<K: StoredResource>(
+        &self,
+        object: &K,
+        events: Vec<EventRecord>,
+    ) -> Result<K> {
+        let value = self
+            .replace_with_events(&kind::<K>(), with_type_meta::<K>(object)?, events)
             .await?;
         Ok(serde_json::from_value(value)?)
     }
