@@ -125,7 +125,8 @@ impl Actor for SandboxActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.cast(SandboxMsg::Reconcile)?;
+        // The first Reconcile is sent by the supervisor right after spawning, from inside the
+        // message that caused it, so it joins the caller's trace.
         let now = Instant::now();
         Ok(SandboxState {
             key: SandboxKey::of(&args.sandbox),
@@ -160,7 +161,17 @@ impl Actor for SandboxActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SandboxMsg::Reconcile => state.reconcile().await?,
+            SandboxMsg::Reconcile => {
+                let phase = state.sandbox.phase().map(|p| p.as_str()).unwrap_or("");
+                let span = tracing::info_span!(
+                    "reconcile",
+                    sandbox.name = %state.key.name,
+                    sandbox.namespace = %state.key.namespace,
+                    sandbox.phase = %phase,
+                );
+                let _timer = crate::metrics::Measurer::new(&state.deps.metrics.reconcile_duration);
+                tracing::Instrument::instrument(state.reconcile(), span).await?
+            }
             SandboxMsg::Observed(sandbox) => state.observe(*sandbox),
             SandboxMsg::Removed => {
                 state.cancel_timers();
@@ -794,7 +805,8 @@ impl SandboxState {
         let runtime = self.deps.runtime.clone();
         let id = runtime_id(&self.sandbox);
         let (myself, run) = (self.myself.clone(), self.run);
-        tokio::spawn(async move {
+        let timer = crate::metrics::Measurer::new(&self.deps.metrics.exec_duration);
+        let task = async move {
             let outcome = runtime.exec(&id, request).await.map_err(|e| match e {
                 RuntimeError::NotRunning(_) => Error::Conflict("sandbox is not running".into()),
                 other => Error::Runtime(other),
@@ -805,8 +817,10 @@ impl SandboxState {
             ) {
                 let _ = myself.cast(SandboxMsg::HealthCheck { run });
             }
+            drop(timer);
             let _ = reply.send(outcome);
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, tracing::Span::current()));
     }
 
     /// Records real activity: exact in memory, persisted as `lastActivityTimestamp` at most every

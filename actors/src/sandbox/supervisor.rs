@@ -133,6 +133,7 @@ impl Actor for SandboxSupervisor {
                 let Some(key) = state.forget(cell.get_id()) else {
                     return Ok(());
                 };
+                state.deps.metrics.actor_restarts.inc();
                 let failures = state.failures.entry(key.clone()).or_default();
                 *failures += 1;
                 let delay = respawn_delay(*failures);
@@ -182,6 +183,9 @@ impl SupervisorState {
             deps: self.deps.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, SandboxActor, args, myself.get_cell()).await?;
+        // Sent from here (not from the actor's pre_start) so the reconcile carries the span of
+        // the message that caused it: one trace from the HTTP call to the runtime.
+        actor.cast(SandboxMsg::Reconcile)?;
         self.by_actor.insert(actor.get_id(), key.clone());
         self.registry.insert(key, actor);
         Ok(())
