@@ -141,7 +141,9 @@ async fn run(
         match try_once(&leases, &config).await {
             Ok(true) => last_renewal = Some(tokio::time::Instant::now()),
             Ok(false) => last_renewal = None,
-            Err(error) => tracing::warn!(%error, "leader election: could not read or write the Lease"),
+            Err(error) => {
+                tracing::warn!(%error, "leader election: could not read or write the Lease")
+            }
         }
         let lead = last_renewal.is_some_and(|t| t.elapsed() < config.lease_duration);
         if *leading.borrow() != lead {
@@ -268,7 +270,10 @@ mod tests {
     fn the_holder_renews_and_others_follow_until_it_expires() {
         let now = Timestamp::now();
         assert_eq!(decide(Some(&spec("a", 3)), "a", now), Decision::Renew);
-        assert_eq!(decide(Some(&spec("a", 3)), "b", now), Decision::Follow("a".into()));
+        assert_eq!(
+            decide(Some(&spec("a", 3)), "b", now),
+            Decision::Follow("a".into())
+        );
         assert_eq!(decide(Some(&spec("a", 20)), "b", now), Decision::Acquire);
     }
 }

@@ -7,9 +7,9 @@
 pub mod audit;
 pub mod control;
 pub mod error;
-pub mod metrics;
 pub mod governance;
 pub mod leader;
+pub mod metrics;
 pub mod pool;
 pub mod root;
 pub mod runtime;

@@ -131,44 +131,106 @@ impl Metrics {
         let mut registry = Registry::with_prefix("agenttier");
         let sandboxes = Family::<PhaseLabels, Gauge>::default();
         registry.register("sandboxes", "Sandboxes per phase", sandboxes.clone());
-        let startup_duration =
-            Family::<StartupLabels, Histogram>::new_with_constructor(|| Histogram::new(seconds_buckets()));
+        let startup_duration = Family::<StartupLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(seconds_buckets())
+        });
         registry.register(
             "sandbox_startup_duration_seconds",
             "Time from create or resume to Running, by cold or warm path",
             startup_duration.clone(),
         );
         let reconcile_duration = Histogram::new(seconds_buckets());
-        registry.register("reconcile_duration_seconds", "Duration of one sandbox reconcile", reconcile_duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one sandbox reconcile",
+            reconcile_duration.clone(),
+        );
         let reconcile_queue_depth = Gauge::default();
-        registry.register("reconcile_queue_depth", "Sandbox actor messages waiting", reconcile_queue_depth.clone());
+        registry.register(
+            "reconcile_queue_depth",
+            "Sandbox actor messages waiting",
+            reconcile_queue_depth.clone(),
+        );
         let actor_restarts = Counter::default();
-        registry.register("actor_restarts", "Sandbox actors respawned after a failure", actor_restarts.clone());
+        registry.register(
+            "actor_restarts",
+            "Sandbox actors respawned after a failure",
+            actor_restarts.clone(),
+        );
         let warmpool_size = Family::<TemplateLabels, Gauge>::default();
-        registry.register("warmpool_size", "Warm sandboxes ready per template", warmpool_size.clone());
+        registry.register(
+            "warmpool_size",
+            "Warm sandboxes ready per template",
+            warmpool_size.clone(),
+        );
         let warmpool_claims = Counter::default();
-        registry.register("warmpool_claims", "Creates served from the warm pool", warmpool_claims.clone());
+        registry.register(
+            "warmpool_claims",
+            "Creates served from the warm pool",
+            warmpool_claims.clone(),
+        );
         let terminal_sessions = Gauge::default();
-        registry.register("terminal_sessions", "Open terminal sessions", terminal_sessions.clone());
+        registry.register(
+            "terminal_sessions",
+            "Open terminal sessions",
+            terminal_sessions.clone(),
+        );
         let exec_duration = Histogram::new(seconds_buckets());
-        registry.register("exec_duration_seconds", "Exec round trip through the control plane", exec_duration.clone());
+        registry.register(
+            "exec_duration_seconds",
+            "Exec round trip through the control plane",
+            exec_duration.clone(),
+        );
         let rate_limited = Family::<ScopeLabels, Counter>::default();
-        registry.register("rate_limited", "Requests rejected by rate limiting", rate_limited.clone());
+        registry.register(
+            "rate_limited",
+            "Requests rejected by rate limiting",
+            rate_limited.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
-        let http_duration =
-            Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(seconds_buckets()));
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", http_duration.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(seconds_buckets())
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_duration.clone(),
+        );
         let invoke_requests = Family::<InvokeLabels, Counter>::default();
-        registry.register("invoke_requests", "Agent invokes by template and outcome", invoke_requests.clone());
+        registry.register(
+            "invoke_requests",
+            "Agent invokes by template and outcome",
+            invoke_requests.clone(),
+        );
         let invoke_duration = Histogram::new(seconds_buckets());
-        registry.register("invoke_duration_seconds", "Agent invoke duration", invoke_duration.clone());
+        registry.register(
+            "invoke_duration_seconds",
+            "Agent invoke duration",
+            invoke_duration.clone(),
+        );
         let invoke_throttled = Counter::default();
-        registry.register("invoke_throttled", "Invokes refused by the concurrency limit", invoke_throttled.clone());
+        registry.register(
+            "invoke_throttled",
+            "Invokes refused by the concurrency limit",
+            invoke_throttled.clone(),
+        );
         let configure_requests = Counter::default();
-        registry.register("configure_requests", "Agent configure calls", configure_requests.clone());
+        registry.register(
+            "configure_requests",
+            "Agent configure calls",
+            configure_requests.clone(),
+        );
         let configure_duration = Histogram::new(seconds_buckets());
-        registry.register("configure_duration_seconds", "Agent configure duration", configure_duration.clone());
+        registry.register(
+            "configure_duration_seconds",
+            "Agent configure duration",
+            configure_duration.clone(),
+        );
         Self {
             registry,
             sandboxes,
@@ -202,7 +264,11 @@ impl Metrics {
 
     /// Records a startup duration (`path` is `cold` or `warm`).
     pub fn observe_startup(&self, path: &str, seconds: f64) {
-        self.startup_duration.get_or_create(&StartupLabels { path: path.to_string() }).observe(seconds);
+        self.startup_duration
+            .get_or_create(&StartupLabels {
+                path: path.to_string(),
+            })
+            .observe(seconds);
     }
 }
 
@@ -215,7 +281,10 @@ pub struct Measurer {
 impl Measurer {
     /// Starts measuring into `histogram`.
     pub fn new(histogram: &Histogram) -> Self {
-        Self { start: Instant::now(), histogram: histogram.clone() }
+        Self {
+            start: Instant::now(),
+            histogram: histogram.clone(),
+        }
     }
 }
 
@@ -235,7 +304,13 @@ mod tests {
     #[test]
     fn encodes_the_contract_names() {
         let metrics = Metrics::new();
-        metrics.invoke_requests.get_or_create(&InvokeLabels { template: "t".into(), outcome: "completed".into() }).inc();
+        metrics
+            .invoke_requests
+            .get_or_create(&InvokeLabels {
+                template: "t".into(),
+                outcome: "completed".into(),
+            })
+            .inc();
         metrics.observe_startup("cold", 0.01);
         let _m = Measurer::new(&metrics.reconcile_duration);
         drop(_m);

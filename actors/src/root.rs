@@ -16,7 +16,7 @@ use crate::sandbox::{
 };
 use crate::store::Store;
 use crate::terminal::{
-    Terminals, TerminalSupervisor, TerminalSupervisorArgs, TerminalSupervisorMsg,
+    TerminalSupervisor, TerminalSupervisorArgs, TerminalSupervisorMsg, Terminals,
 };
 use crate::{Error, Result};
 
@@ -63,9 +63,8 @@ pub struct RootArgs {
         tokio::sync::oneshot::Sender<tokio::sync::watch::Receiver<ActorRef<GovernanceMsg>>>,
     pool_published: tokio::sync::watch::Sender<Option<ActorRef<WarmPoolMsg>>>,
     pool_options: PoolOptions,
-    terminals_ready: tokio::sync::oneshot::Sender<
-        tokio::sync::watch::Receiver<ActorRef<TerminalSupervisorMsg>>,
-    >,
+    terminals_ready:
+        tokio::sync::oneshot::Sender<tokio::sync::watch::Receiver<ActorRef<TerminalSupervisorMsg>>>,
 }
 
 impl Actor for RootSupervisor {

@@ -53,7 +53,7 @@ pub enum Output {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the control plane (API and UI).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the version.
     Version,
     /// Manage sandboxes.
@@ -130,7 +130,7 @@ pub struct ServeArgs {
     pub interactive: InteractiveArgs,
     /// Settings of `--runtime kubernetes`.
     #[command(flatten)]
-    pub kubernetes: KubernetesArgs,
+    pub kubernetes: Box<KubernetesArgs>,
 }
 
 /// Settings of `--runtime kubernetes` (ignored by the local runtime).

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Version => {
                 println!("agenttier {}", env!("CARGO_PKG_VERSION"));
                 Ok(ExitCode::SUCCESS)

@@ -13,12 +13,12 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer as _;
 use tracing_subscriber::{EnvFilter, reload};
 
 use agenttier_gateway::state::LogLevelControl;
@@ -55,18 +55,23 @@ fn otlp_configured() -> bool {
 /// Installs logging and tracing; returns the guard and the runtime log-level control.
 pub fn init(format: LogFormat) -> (Telemetry, LogLevelControl) {
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "agenttier".to_string());
-    let mut builder =
-        SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service).build());
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service).build());
     let mut export_error = None;
     if otlp_configured() {
-        match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+        {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(e) => export_error = Some(e.to_string()),
         }
     }
     let provider = builder.build();
     let tracer = provider.tracer("agenttier");
-    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
@@ -76,9 +81,14 @@ pub fn init(format: LogFormat) -> (Telemetry, LogLevelControl) {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     let fmt_layer = if json {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).event_format(JsonWithTrace).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(JsonWithTrace)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     let _ = tracing_subscriber::registry()
         .with(filter)
@@ -89,7 +99,8 @@ pub fn init(format: LogFormat) -> (Telemetry, LogLevelControl) {
         tracing::warn!(%error, "OTLP trace export is configured but could not be set up; continuing without it");
     }
     let control = LogLevelControl::new(Arc::new(move |directive: &str| {
-        let filter = EnvFilter::try_new(directive).map_err(|e| format!("invalid log level {directive:?}: {e}"))?;
+        let filter = EnvFilter::try_new(directive)
+            .map_err(|e| format!("invalid log level {directive:?}: {e}"))?;
         handle.reload(filter).map_err(|e| e.to_string())
     }));
     (Telemetry { provider }, control)
@@ -103,7 +114,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
         let meta = event.metadata();
         let mut line = Map::new();
         line.insert("timestamp".into(), Value::String(now_rfc3339()));
@@ -118,7 +134,10 @@ where
             line.insert("fields".into(), Value::Object(fields));
         }
         if let Some(scope) = ctx.event_scope() {
-            let spans: Vec<Value> = scope.from_root().map(|s| Value::String(s.name().to_string())).collect();
+            let spans: Vec<Value> = scope
+                .from_root()
+                .map(|s| Value::String(s.name().to_string()))
+                .collect();
             if !spans.is_empty() {
                 line.insert("spans".into(), Value::Array(spans));
             }
@@ -127,8 +146,14 @@ where
         let span = context.span();
         let span_context = span.span_context();
         if span_context.is_valid() {
-            line.insert("trace_id".into(), Value::String(span_context.trace_id().to_string()));
-            line.insert("span_id".into(), Value::String(span_context.span_id().to_string()));
+            line.insert(
+                "trace_id".into(),
+                Value::String(span_context.trace_id().to_string()),
+            );
+            line.insert(
+                "span_id".into(),
+                Value::String(span_context.span_id().to_string()),
+            );
         }
         writeln!(writer, "{}", Value::Object(line))
     }
@@ -136,7 +161,9 @@ where
 
 /// RFC 3339 now, from the standard library (no extra time crate).
 fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format_rfc3339(now.as_secs(), now.subsec_micros())
 }
 
@@ -165,10 +192,14 @@ struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(format!("{value:?}")),
+        );
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0
+            .insert(field.name().to_string(), Value::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), Value::from(value));
@@ -191,6 +222,9 @@ mod tests {
     #[test]
     fn formats_rfc3339() {
         assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(format_rfc3339(1_764_374_400, 5), "2025-11-29T00:00:00.000005Z");
+        assert_eq!(
+            format_rfc3339(1_764_374_400, 5),
+            "2025-11-29T00:00:00.000005Z"
+        );
     }
 }

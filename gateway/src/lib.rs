@@ -77,7 +77,10 @@ pub fn app(state: AppState) -> Router {
         // GET and keeps the JSON 404 for API paths.
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(axum::middleware::from_fn(trace::server_span))
         .layer(axum::middleware::from_fn(request_id::propagate))
         .with_state(state)

@@ -25,11 +25,18 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let metrics = &state.control.metrics;
     metrics
         .http_duration
-        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
         .observe(start.elapsed().as_secs_f64());
     metrics
         .http_requests
-        .get_or_create(&HttpLabels { method, route, status: response.status().as_u16().to_string() })
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16().to_string(),
+        })
         .inc();
     response
 }
@@ -42,14 +49,23 @@ pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
         counts.insert(phase.to_string(), 0);
     }
     for sandbox in state.control.list() {
-        let phase = sandbox.phase().map(|p| p.as_str().to_string()).unwrap_or_else(|| "Pending".into());
+        let phase = sandbox
+            .phase()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "Pending".into());
         *counts.entry(phase).or_default() += 1;
     }
     for (phase, count) in counts {
-        metrics.sandboxes.get_or_create(&PhaseLabels { phase }).set(count);
+        metrics
+            .sandboxes
+            .get_or_create(&PhaseLabels { phase })
+            .set(count);
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         metrics.encode(),
     )
 }

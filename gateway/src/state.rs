@@ -11,11 +11,14 @@ use crate::auth::Authenticator;
 
 /// Changes the log filter at runtime (`info`, `debug`, `agenttier_actors=trace,info`, …).
 #[derive(Clone)]
-pub struct LogLevelControl(Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
+pub struct LogLevelControl(ApplyLogLevel);
+
+/// The function behind [`LogLevelControl`]: applies a filter directive or says why it cannot.
+pub type ApplyLogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 impl LogLevelControl {
     /// Wraps the function that reloads the filter.
-    pub fn new(apply: Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>) -> Self {
+    pub fn new(apply: ApplyLogLevel) -> Self {
         Self(apply)
     }
 

@@ -189,10 +189,24 @@ async fn usage_costs_and_capacity_reflect_the_sandboxes() {
     let h = harness().await;
     for name in ["u1", "u2"] {
         let create = json!({"name": name, "templateRef": {"name": "general-coding"}});
-        let (status, _) = call(&h, Some(&h.alice), "POST", "/api/v1/sandboxes", Some(create)).await;
+        let (status, _) = call(
+            &h,
+            Some(&h.alice),
+            "POST",
+            "/api/v1/sandboxes",
+            Some(create),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (status, _) = call(&h, Some(&h.alice), "POST", "/api/v1/sandboxes/u2/stop", None).await;
+    let (status, _) = call(
+        &h,
+        Some(&h.alice),
+        "POST",
+        "/api/v1/sandboxes/u2/stop",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, _) = call(&h, Some(&h.alice), "GET", "/api/v1/analytics/usage", None).await;
@@ -200,22 +214,52 @@ async fn usage_costs_and_capacity_reflect_the_sandboxes() {
     let (status, usage) = call(&h, Some(&h.admin), "GET", "/api/v1/analytics/usage", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(usage["total_sandboxes"], 2);
-    assert_eq!(usage["status_breakdown"], json!({"Running": 1, "Stopped": 1}));
+    assert_eq!(
+        usage["status_breakdown"],
+        json!({"Running": 1, "Stopped": 1})
+    );
     assert_eq!(usage["template_breakdown"], json!({"general-coding": 2}));
 
-    let (_, costs) = call(&h, Some(&h.admin), "GET", "/api/v1/analytics/costs?cpuCoreHour=1&memoryGibHour=0&storageGibMonth=0", None).await;
-    assert_eq!((costs["running_sandboxes"].clone(), costs["stopped_sandboxes"].clone()), (json!(1), json!(1)));
+    let (_, costs) = call(
+        &h,
+        Some(&h.admin),
+        "GET",
+        "/api/v1/analytics/costs?cpuCoreHour=1&memoryGibHour=0&storageGibMonth=0",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            costs["running_sandboxes"].clone(),
+            costs["stopped_sandboxes"].clone()
+        ),
+        (json!(1), json!(1))
+    );
     let compute = costs["total_hourly_compute"].as_f64().unwrap();
-    assert!(compute > 0.0, "the running sandbox's CPU is priced: {costs}");
+    assert!(
+        compute > 0.0,
+        "the running sandbox's CPU is priced: {costs}"
+    );
     assert_eq!(costs["per_template"][0]["template"], "general-coding");
-    let (status, _) = call(&h, Some(&h.admin), "GET", "/api/v1/analytics/costs?cpuCoreHour=cheap", None).await;
+    let (status, _) = call(
+        &h,
+        Some(&h.admin),
+        "GET",
+        "/api/v1/analytics/costs?cpuCoreHour=cheap",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let (_, nodes) = call(&h, Some(&h.admin), "GET", "/api/v1/cluster/nodes", None).await;
     let summary = &nodes["summary"];
     assert_eq!(summary["total"], 1);
     assert!(summary["allocatable"]["cpuMillis"].as_u64().unwrap() >= 1000);
-    assert_eq!(summary["requests"]["cpuMillis"].as_u64().unwrap() as f64 / 1000.0, compute, "requests follow the running sandbox");
+    assert_eq!(
+        summary["requests"]["cpuMillis"].as_u64().unwrap() as f64 / 1000.0,
+        compute,
+        "requests follow the running sandbox"
+    );
     assert!(summary["cpuSaturationPct"].as_f64().unwrap() > 0.0);
     let (_, cluster) = call(&h, Some(&h.alice), "GET", "/api/v1/cluster/status", None).await;
     assert_eq!(cluster["sandboxPods"], 1);

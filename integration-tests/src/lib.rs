@@ -63,7 +63,10 @@ impl Server {
 
     /// Starts a server on a fresh data directory with extra arguments and environment.
     pub fn start_with(options: ServerOptions) -> Self {
-        let tmp = tempfile::Builder::new().prefix("agenttier-it-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("agenttier-it-")
+            .tempdir()
+            .expect("tempdir");
         let data = tmp.path().join("data");
         let mut server = Self::start_on_with(&data, None, options);
         server._tmp = Some(tmp);

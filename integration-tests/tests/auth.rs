@@ -82,7 +82,10 @@ async fn credentials_reach_the_session_but_not_the_workspace() {
     let admin = &server.http;
     for (name, data) in [
         ("gh", json!({"TOKEN": "gh-secret-value"})),
-        ("aws", json!({"config": "[default]\nkey = aws-secret-value"})),
+        (
+            "aws",
+            json!({"config": "[default]\nkey = aws-secret-value"}),
+        ),
     ] {
         let (status, body) = send(
             admin

@@ -27,7 +27,9 @@ fn value_files() -> Vec<Option<PathBuf>> {
         .collect();
     files.sort();
     assert!(files.len() >= 8, "one values file per opt-in: {files:?}");
-    std::iter::once(None).chain(files.into_iter().map(Some)).collect()
+    std::iter::once(None)
+        .chain(files.into_iter().map(Some))
+        .collect()
 }
 
 fn helm(args: &[&str], values: Option<&Path>) -> String {
@@ -58,7 +60,11 @@ fn helm_lint_strict_passes_for_every_values_file() {
     }
     // The schema refuses what it should.
     let bad = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(bad.path(), "warmPool:\n  enabled: true\n  pools: [{template: x, desiredCount: 11}]\n").unwrap();
+    std::fs::write(
+        bad.path(),
+        "warmPool:\n  enabled: true\n  pools: [{template: x, desiredCount: 11}]\n",
+    )
+    .unwrap();
     let output = Command::new(kube_tools().join("helm"))
         .args(["lint", "--strict"])
         .arg(chart())
@@ -66,7 +72,10 @@ fn helm_lint_strict_passes_for_every_values_file() {
         .arg(bad.path())
         .output()
         .unwrap();
-    assert!(!output.status.success(), "desiredCount 11 must fail values.schema.json");
+    assert!(
+        !output.status.success(),
+        "desiredCount 11 must fail values.schema.json"
+    );
 }
 
 #[test]
@@ -97,7 +106,10 @@ fn rendered_manifests_validate_against_the_kubernetes_schemas_offline() {
             String::from_utf8_lossy(&output.stderr)
         );
         for line in stdout.lines().filter(|l| l.starts_with("WARN")) {
-            assert!(line.contains("ServiceMonitor"), "only the custom ServiceMonitor may be skipped: {line}");
+            assert!(
+                line.contains("ServiceMonitor"),
+                "only the custom ServiceMonitor may be skipped: {line}"
+            );
         }
     }
 }
@@ -112,18 +124,35 @@ async fn rendered_manifests_are_accepted_by_the_test_apiserver() {
     let (ok, _, err) = kubectl(Cluster::Api, &["apply", "-f", crds.to_str().unwrap()], None);
     assert!(ok, "{err}");
     let monitor = repo_root().join("integration-tests/tests/kube_support/servicemonitor-crd.yaml");
-    let (ok, _, err) = kubectl(Cluster::Api, &["apply", "-f", monitor.to_str().unwrap()], None);
+    let (ok, _, err) = kubectl(
+        Cluster::Api,
+        &["apply", "-f", monitor.to_str().unwrap()],
+        None,
+    );
     assert!(ok, "{err}");
     let (ok, _, err) = kubectl(
         Cluster::Api,
-        &["wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s"],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "--timeout=30s",
+        ],
         None,
     );
     assert!(ok, "{err}");
     // The oidc values put governance in its own namespace.
-    let (ok, _, _) = kubectl(Cluster::Api, &["get", "namespace", "agenttier-system"], None);
+    let (ok, _, _) = kubectl(
+        Cluster::Api,
+        &["get", "namespace", "agenttier-system"],
+        None,
+    );
     if !ok {
-        let (ok, _, err) = kubectl(Cluster::Api, &["create", "namespace", "agenttier-system"], None);
+        let (ok, _, err) = kubectl(
+            Cluster::Api,
+            &["create", "namespace", "agenttier-system"],
+            None,
+        );
         assert!(ok || err.contains("AlreadyExists"), "{err}");
     }
     for values in value_files() {
@@ -134,6 +163,9 @@ async fn rendered_manifests_are_accepted_by_the_test_apiserver() {
             Some(&rendered),
         );
         assert!(ok, "{values:?} refused by the apiserver:\n{err}\n{out}");
-        assert!(out.contains("deployment.apps/agenttier") && out.contains("(server dry run)"), "{out}");
+        assert!(
+            out.contains("deployment.apps/agenttier") && out.contains("(server dry run)"),
+            "{out}"
+        );
     }
 }

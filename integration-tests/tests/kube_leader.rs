@@ -39,7 +39,10 @@ async fn one_elector_leads_and_another_takes_over() {
     let ns = TestNamespace::create(&client, API, "leader-unit").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
     let a = LeaderElector::start(client.clone(), config(&ns.name, "a"));
-    wait_until(Duration::from_secs(10), "a to lead", || async { a.is_leader() }).await;
+    wait_until(Duration::from_secs(10), "a to lead", || async {
+        a.is_leader()
+    })
+    .await;
     let b = LeaderElector::start(client.clone(), config(&ns.name, "b"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(a.is_leader() && !b.is_leader(), "exactly one leads");
@@ -48,10 +51,24 @@ async fn one_elector_leads_and_another_takes_over() {
     // A crash (no release): b takes over once a's lease has expired, not before.
     let crashed = Instant::now();
     drop(a);
-    wait_until(Duration::from_secs(15), "b to lead after a crashed", || async { b.is_leader() }).await;
-    assert!(crashed.elapsed() >= Duration::from_secs(2), "took over before the lease expired");
+    wait_until(
+        Duration::from_secs(15),
+        "b to lead after a crashed",
+        || async { b.is_leader() },
+    )
+    .await;
+    assert!(
+        crashed.elapsed() >= Duration::from_secs(2),
+        "took over before the lease expired"
+    );
     assert_eq!(holder(&leases).await.as_deref(), Some("b"));
-    let transitions = leases.get(LEASE_NAME).await.unwrap().spec.unwrap().lease_transitions;
+    let transitions = leases
+        .get(LEASE_NAME)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .lease_transitions;
     assert_eq!(transitions, Some(1));
 
     // A graceful shutdown releases the lease: c leads at its next round.
@@ -60,8 +77,16 @@ async fn one_elector_leads_and_another_takes_over() {
     assert!(!c.is_leader());
     let released = Instant::now();
     b.shutdown().await;
-    wait_until(Duration::from_secs(10), "c to lead after b released", || async { c.is_leader() }).await;
-    assert!(released.elapsed() < Duration::from_secs(3), "a released lease is taken at once");
+    wait_until(
+        Duration::from_secs(10),
+        "c to lead after b released",
+        || async { c.is_leader() },
+    )
+    .await;
+    assert!(
+        released.elapsed() < Duration::from_secs(3),
+        "a released lease is taken at once"
+    );
 }
 
 #[tokio::test]
@@ -77,17 +102,29 @@ async fn two_server_replicas_elect_one_leader_and_fail_over() {
     let second = KubeServer::start(API, &ns.name, "replica-2", &[]);
     // Both serve the API.
     for server in [&first, &second] {
-        let response = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+        let response = reqwest::get(format!("{}/healthz", server.url))
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(holder(&leases).await.as_deref(), Some("replica-1"), "the leader keeps renewing");
+    assert_eq!(
+        holder(&leases).await.as_deref(),
+        Some("replica-1"),
+        "the leader keeps renewing"
+    );
 
     // kill -9: the other replica takes over after the 15 s lease.
     first.kill();
-    wait_until(Duration::from_secs(40), "replica-2 to take over", || async {
-        holder(&leases).await.as_deref() == Some("replica-2")
-    })
+    wait_until(
+        Duration::from_secs(40),
+        "replica-2 to take over",
+        || async { holder(&leases).await.as_deref() == Some("replica-2") },
+    )
     .await;
-    assert!(second.log().contains("leadership changed"), "{}", second.log());
+    assert!(
+        second.log().contains("leadership changed"),
+        "{}",
+        second.log()
+    );
 }

@@ -33,10 +33,16 @@ async fn sandboxes_are_custom_resources_with_optimistic_concurrency() {
     let ns = TestNamespace::create(&client, Cluster::Api, "store-crud").await;
     let store = store(&client, &ns.name).await;
 
-    let created = store.create("Sandbox", sandbox_doc(&ns.name, "a")).await.unwrap();
+    let created = store
+        .create("Sandbox", sandbox_doc(&ns.name, "a"))
+        .await
+        .unwrap();
     assert!(created["metadata"]["uid"].as_str().is_some());
     assert_eq!(created["metadata"]["generation"], 1);
-    assert_eq!(created["metadata"]["finalizers"][0], "agenttier.io/sandbox-cleanup");
+    assert_eq!(
+        created["metadata"]["finalizers"][0],
+        "agenttier.io/sandbox-cleanup"
+    );
     assert!(matches!(
         store.create("Sandbox", sandbox_doc(&ns.name, "a")).await,
         Err(StoreError::AlreadyExists { .. })
@@ -71,14 +77,33 @@ async fn sandboxes_are_custom_resources_with_optimistic_concurrency() {
 
     let got = store.get("Sandbox", &ns.name, "a").await.unwrap().unwrap();
     assert_eq!(got["spec"]["idleTimeout"], "5m");
-    assert_eq!(store.list("Sandbox", Some(&ns.name)).await.unwrap().len(), 1);
-    assert!(store.get("Sandbox", &ns.name, "missing").await.unwrap().is_none());
+    assert_eq!(
+        store.list("Sandbox", Some(&ns.name)).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .get("Sandbox", &ns.name, "missing")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Delete removes the finalizer: the object is gone when delete returns.
-    let deleted = store.delete("Sandbox", &ns.name, "a").await.unwrap().unwrap();
+    let deleted = store
+        .delete("Sandbox", &ns.name, "a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(deleted["metadata"]["name"], "a");
     assert!(store.get("Sandbox", &ns.name, "a").await.unwrap().is_none());
-    assert!(store.delete("Sandbox", &ns.name, "a").await.unwrap().is_none());
+    assert!(
+        store
+            .delete("Sandbox", &ns.name, "a")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Templates: namespaced and cluster-scoped.
     let template = json!({"metadata": {"name": "tpl", "namespace": ns.name},
@@ -87,7 +112,9 @@ async fn sandboxes_are_custom_resources_with_optimistic_concurrency() {
     let listed = store.list("SandboxTemplate", Some(&ns.name)).await.unwrap();
     assert_eq!(listed[0]["spec"]["initScripts"][0], "echo hi");
     assert!(matches!(
-        store.create("Pod", json!({"metadata": {"name": "x"}})).await,
+        store
+            .create("Pod", json!({"metadata": {"name": "x"}}))
+            .await,
         Err(StoreError::Invalid(_))
     ));
 }
@@ -118,26 +145,50 @@ async fn the_watch_turns_kubectl_writes_into_store_events() {
     let (ok, _, err) = kubectl(Cluster::Api, &["apply", "-f", "-"], Some(&yaml));
     assert!(ok, "{err}");
     let added = next(&mut watch).await;
-    assert_eq!((added.kind.as_str(), added.event_type), ("Sandbox", WatchEventType::Added));
-    assert_eq!(added.object["spec"]["templateRef"]["kind"], "SandboxTemplate", "CRD default applied");
+    assert_eq!(
+        (added.kind.as_str(), added.event_type),
+        ("Sandbox", WatchEventType::Added)
+    );
+    assert_eq!(
+        added.object["spec"]["templateRef"]["kind"], "SandboxTemplate",
+        "CRD default applied"
+    );
     // The runtime can find it by uid at once.
-    let uid = added.object["metadata"]["uid"].as_str().unwrap().to_string();
+    let uid = added.object["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(store.directory().lookup(&uid).unwrap().name, "k");
 
     let patch = json!({"metadata": {"finalizers": ["agenttier.io/sandbox-cleanup"]}});
-    sandboxes.patch("k", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    sandboxes
+        .patch("k", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     assert_eq!(next(&mut watch).await.event_type, WatchEventType::Modified);
 
     // `kubectl delete` with the finalizer on: reported as Deleted while the object still exists.
-    sandboxes.delete("k", &DeleteParams::default()).await.unwrap();
+    sandboxes
+        .delete("k", &DeleteParams::default())
+        .await
+        .unwrap();
     let deleted = next(&mut watch).await;
     assert_eq!(deleted.event_type, WatchEventType::Deleted);
     assert!(deleted.object["metadata"]["deletionTimestamp"].is_string());
-    assert!(sandboxes.get_opt("k").await.unwrap().is_some(), "held by the finalizer");
-    assert!(store.list("Sandbox", None).await.unwrap().is_empty(), "deleting sandboxes are not listed");
+    assert!(
+        sandboxes.get_opt("k").await.unwrap().is_some(),
+        "held by the finalizer"
+    );
+    assert!(
+        store.list("Sandbox", None).await.unwrap().is_empty(),
+        "deleting sandboxes are not listed"
+    );
     // Its removal is not reported a second time.
     let patch = json!({"metadata": {"finalizers": null}});
-    sandboxes.patch("k", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    sandboxes
+        .patch("k", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     let template = json!({"metadata": {"name": "after", "namespace": ns.name}, "spec": {}});
     store.create("SandboxTemplate", template).await.unwrap();
     let following = next(&mut watch).await;
@@ -152,7 +203,10 @@ async fn events_are_core_events_that_kubectl_describe_shows() {
     let client = client(Cluster::Api).await;
     let ns = TestNamespace::create(&client, Cluster::Api, "store-events").await;
     let store = store(&client, &ns.name).await;
-    let created = store.create("Sandbox", sandbox_doc(&ns.name, "ev")).await.unwrap();
+    let created = store
+        .create("Sandbox", sandbox_doc(&ns.name, "ev"))
+        .await
+        .unwrap();
     let record = |reason: &str, actor: &str, timestamp: &str| EventRecord {
         id: 0,
         timestamp: timestamp.into(),
@@ -160,16 +214,28 @@ async fn events_are_core_events_that_kubectl_describe_shows() {
         object_kind: "Sandbox".into(),
         object_name: "ev".into(),
         reason: reason.into(),
-        event_type: if reason == "Error" { EventType::Warning } else { EventType::Normal },
+        event_type: if reason == "Error" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         message: format!("{reason} happened"),
         actor: actor.into(),
     };
     store
-        .append_event(record("Creating", "agenttier-controller", "2030-01-01T00:00:01.000000001Z"))
+        .append_event(record(
+            "Creating",
+            "agenttier-controller",
+            "2030-01-01T00:00:01.000000001Z",
+        ))
         .await
         .unwrap();
     store
-        .append_event(record("Running", "agenttier-controller", "2030-01-01T00:00:02Z"))
+        .append_event(record(
+            "Running",
+            "agenttier-controller",
+            "2030-01-01T00:00:02Z",
+        ))
         .await
         .unwrap();
     store
@@ -180,37 +246,79 @@ async fn events_are_core_events_that_kubectl_describe_shows() {
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
     let listed = events.list(&Default::default()).await.unwrap().items;
     assert_eq!(listed.len(), 3);
-    let stopped = listed.iter().find(|e| e.reason.as_deref() == Some("Stopped")).unwrap();
-    assert_eq!(stopped.involved_object.uid.as_deref(), created["metadata"]["uid"].as_str());
+    let stopped = listed
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Stopped"))
+        .unwrap();
+    assert_eq!(
+        stopped.involved_object.uid.as_deref(),
+        created["metadata"]["uid"].as_str()
+    );
     assert_eq!(stopped.involved_object.kind.as_deref(), Some("Sandbox"));
     assert_eq!(stopped.count, Some(1));
-    assert_eq!(stopped.source.as_ref().unwrap().component.as_deref(), Some("agenttier-router"));
+    assert_eq!(
+        stopped.source.as_ref().unwrap().component.as_deref(),
+        Some("agenttier-router")
+    );
     assert!(stopped.metadata.name.as_deref().unwrap().starts_with("ev."));
 
-    let all = store.list_events(&EventFilter { namespace: Some(ns.name.clone()), ..Default::default() }).await.unwrap();
+    let all = store
+        .list_events(&EventFilter {
+            namespace: Some(ns.name.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let reasons: Vec<_> = all.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["Stopped", "Running", "Creating"], "newest first");
-    assert_eq!(all[2].timestamp, "2030-01-01T00:00:01.000000001Z", "exact time kept");
+    assert_eq!(
+        all[2].timestamp, "2030-01-01T00:00:01.000000001Z",
+        "exact time kept"
+    );
     let by_actor = store
-        .list_events(&EventFilter { actor: Some("alice".into()), namespace: Some(ns.name.clone()), ..Default::default() })
+        .list_events(&EventFilter {
+            actor: Some("alice".into()),
+            namespace: Some(ns.name.clone()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(by_actor.len(), 1);
     let by_reason = store
-        .list_events(&EventFilter { reason: Some("Running".into()), object_name: Some("ev".into()), ..Default::default() })
+        .list_events(&EventFilter {
+            reason: Some("Running".into()),
+            object_name: Some("ev".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(by_reason.len(), 1);
 
-    let (ok, out, err) = kubectl(Cluster::Api, &["describe", "sandbox", "ev", "-n", &ns.name], None);
+    let (ok, out, err) = kubectl(
+        Cluster::Api,
+        &["describe", "sandbox", "ev", "-n", &ns.name],
+        None,
+    );
     assert!(ok, "{err}");
     for reason in ["Creating", "Running", "Stopped"] {
-        assert!(out.contains(reason), "kubectl describe lacks {reason}:\n{out}");
+        assert!(
+            out.contains(reason),
+            "kubectl describe lacks {reason}:\n{out}"
+        );
     }
     assert!(out.contains("agenttier-controller"), "{out}");
 
-    assert_eq!(store.prune_events("2030-01-01T00:00:02.5Z").await.unwrap(), 2);
-    let left = store.list_events(&EventFilter { namespace: Some(ns.name.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(
+        store.prune_events("2030-01-01T00:00:02.5Z").await.unwrap(),
+        2
+    );
+    let left = store
+        .list_events(&EventFilter {
+            namespace: Some(ns.name.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(left.len(), 1);
 }
 
@@ -236,15 +344,27 @@ async fn api_keys_are_the_contracts_secrets() {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let secret = secrets.get(&record.id).await.unwrap();
     assert_eq!(secret.labels()["agenttier.io/secret-purpose"], "api-key");
-    assert_eq!(secret.labels()["agenttier.io/api-key-user"], "alice-example.com");
+    assert_eq!(
+        secret.labels()["agenttier.io/api-key-user"],
+        "alice-example.com"
+    );
     let data = secret.data.unwrap();
     assert_eq!(data["keyHash"].0, hash.as_bytes());
     let json: serde_json::Value = serde_json::from_slice(&data["record"].0).unwrap();
     assert_eq!(json["userId"], "alice@example.com");
     assert!(json["scopes"].is_null() && json.get("scopes").is_some());
 
-    assert_eq!(store.get_api_key_by_hash(&hash).await.unwrap().unwrap(), record);
-    assert!(store.get_api_key_by_hash(&"d".repeat(64)).await.unwrap().is_none());
+    assert_eq!(
+        store.get_api_key_by_hash(&hash).await.unwrap().unwrap(),
+        record
+    );
+    assert!(
+        store
+            .get_api_key_by_hash(&"d".repeat(64))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // A key minted by the Go control plane, read as it is.
     let go_hash = "e".repeat(64);
@@ -255,11 +375,20 @@ async fn api_keys_are_the_contracts_secrets() {
                      "labels": {"agenttier.io/secret-purpose": "api-key", "agenttier.io/api-key-user": "bob"}},
         "stringData": {"keyHash": go_hash, "record": go_record.to_string()}}))
     .unwrap();
-    secrets.create(&PostParams::default(), &go_secret).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &go_secret)
+        .await
+        .unwrap();
     let read = store.get_api_key_by_hash(&go_hash).await.unwrap().unwrap();
     assert_eq!((read.user_id.as_str(), read.is_admin), ("bob", false));
 
-    assert_eq!(store.list_api_keys(Some("alice@example.com")).await.unwrap(), [record.clone()]);
+    assert_eq!(
+        store
+            .list_api_keys(Some("alice@example.com"))
+            .await
+            .unwrap(),
+        std::slice::from_ref(&record)
+    );
     assert_eq!(store.list_api_keys(None).await.unwrap().len(), 2);
     assert!(store.delete_api_key(&record.id).await.unwrap());
     assert!(!store.delete_api_key(&record.id).await.unwrap());
@@ -274,11 +403,33 @@ async fn settings_policies_and_the_warm_pool_are_config_maps() {
     let store = store(&client, &ns.name).await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
 
-    assert!(store.get_setting("bootstrap_admin_key_id").await.unwrap().is_none());
-    store.put_setting("bootstrap_admin_key_id", "k1").await.unwrap();
-    store.put_setting("default_templates_seeded", "true").await.unwrap();
-    store.put_setting("bootstrap_admin_key_id", "k2").await.unwrap();
-    assert_eq!(store.get_setting("bootstrap_admin_key_id").await.unwrap().as_deref(), Some("k2"));
+    assert!(
+        store
+            .get_setting("bootstrap_admin_key_id")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .put_setting("bootstrap_admin_key_id", "k1")
+        .await
+        .unwrap();
+    store
+        .put_setting("default_templates_seeded", "true")
+        .await
+        .unwrap();
+    store
+        .put_setting("bootstrap_admin_key_id", "k2")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_setting("bootstrap_admin_key_id")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("k2")
+    );
     let settings = maps.get("agenttier-settings").await.unwrap().data.unwrap();
     assert_eq!(
         settings,
@@ -289,8 +440,16 @@ async fn settings_policies_and_the_warm_pool_are_config_maps() {
     );
 
     let policies = r#"{"__cluster__":{"maxSandboxesPerUser":3}}"#;
-    store.put_setting("governance_policies", policies).await.unwrap();
-    let governance = maps.get("agenttier-governance").await.unwrap().data.unwrap();
+    store
+        .put_setting("governance_policies", policies)
+        .await
+        .unwrap();
+    let governance = maps
+        .get("agenttier-governance")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
     assert_eq!(governance["policies"], policies);
 
     // An operator's edit of the warm pool ConfigMap is what the store reads back.
@@ -298,8 +457,17 @@ async fn settings_policies_and_the_warm_pool_are_config_maps() {
     let config_map: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "agenttier-warmpool-config"}, "data": {"config": pool}}))
     .unwrap();
-    maps.create(&PostParams::default(), &config_map).await.unwrap();
-    assert_eq!(store.get_setting("warmpool_config").await.unwrap().as_deref(), Some(pool));
+    maps.create(&PostParams::default(), &config_map)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_setting("warmpool_config")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(pool)
+    );
     assert!(matches!(
         store.put_setting("not a key", "x").await,
         Err(StoreError::Invalid(_))
@@ -314,28 +482,55 @@ async fn crds_are_created_or_updated_and_match_the_chart() {
     kube_support::ensure_crds(&client).await;
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client.clone());
-    for name in ["sandboxes.agenttier.io", "sandboxtemplates.agenttier.io", "clustersandboxtemplates.agenttier.io"] {
+    for name in [
+        "sandboxes.agenttier.io",
+        "sandboxtemplates.agenttier.io",
+        "clustersandboxtemplates.agenttier.io",
+    ] {
         let crd = crds.get(name).await.unwrap();
-        let established = crd.status.unwrap().conditions.unwrap().into_iter()
+        let established = crd
+            .status
+            .unwrap()
+            .conditions
+            .unwrap()
+            .into_iter()
             .any(|c| c.type_ == "Established" && c.status == "True");
         assert!(established, "{name} is not Established");
-        assert!(crd.metadata.managed_fields.unwrap().iter().any(|f| f.manager.as_deref() == Some("agenttier")));
+        assert!(
+            crd.metadata
+                .managed_fields
+                .unwrap()
+                .iter()
+                .any(|f| f.manager.as_deref() == Some("agenttier"))
+        );
     }
     // The chart carries exactly what crdgen (and the server) produce.
     let chart = kube_support::repo_root().join("chart/crds");
     for (file, crd) in [
         ("sandboxes.yaml", Sandbox::crd()),
         ("sandboxtemplates.yaml", SandboxTemplate::crd()),
-        ("clustersandboxtemplates.yaml", agenttier_crds::ClusterSandboxTemplate::crd()),
+        (
+            "clustersandboxtemplates.yaml",
+            agenttier_crds::ClusterSandboxTemplate::crd(),
+        ),
     ] {
         let text = std::fs::read_to_string(chart.join(file)).unwrap();
-        let expected = format!("# Generated by `just crdgen`; do not edit.\n{}", serde_yaml::to_string(&crd).unwrap());
-        assert_eq!(text, expected, "chart/crds/{file} differs from crdgen's output");
+        let expected = format!(
+            "# Generated by `just crdgen`; do not edit.\n{}",
+            serde_yaml::to_string(&crd).unwrap()
+        );
+        assert_eq!(
+            text, expected,
+            "chart/crds/{file} differs from crdgen's output"
+        );
     }
     // Schema validation is live: a bad phase is refused.
     let ns = TestNamespace::create(&client, Cluster::Api, "store-crd").await;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns.name, &kube::api::ApiResource::erase::<Sandbox>(&()));
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::erase::<Sandbox>(&()),
+    );
     let bad: DynamicObject = serde_json::from_value(json!({"apiVersion": "agenttier.io/v1alpha1",
         "kind": "Sandbox", "metadata": {"name": "bad"}, "spec": {"templateRef": {"name": "t"}, "mode": "nope"}}))
     .unwrap();

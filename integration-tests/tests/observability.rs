@@ -42,12 +42,13 @@ async fn start_receiver() -> (String, Arc<Mutex<Vec<SeenSpan>>>) {
                                 .attributes
                                 .iter()
                                 .map(|kv| {
-                                    let value = match kv.value.as_ref().and_then(|v| v.value.clone()) {
-                                        Some(AnyValue::StringValue(s)) => s,
-                                        Some(AnyValue::IntValue(i)) => i.to_string(),
-                                        Some(AnyValue::BoolValue(b)) => b.to_string(),
-                                        other => format!("{other:?}"),
-                                    };
+                                    let value =
+                                        match kv.value.as_ref().and_then(|v| v.value.clone()) {
+                                            Some(AnyValue::StringValue(s)) => s,
+                                            Some(AnyValue::IntValue(i)) => i.to_string(),
+                                            Some(AnyValue::BoolValue(b)) => b.to_string(),
+                                            other => format!("{other:?}"),
+                                        };
                                     (kv.key.clone(), value)
                                 })
                                 .collect();
@@ -85,7 +86,10 @@ fn otel_env(endpoint: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn one_trace_covers_http_reconcile_and_runtime() {
     let (endpoint, seen) = start_receiver().await;
-    let server = Server::start_with(ServerOptions { env: otel_env(&endpoint), ..Default::default() });
+    let server = Server::start_with(ServerOptions {
+        env: otel_env(&endpoint),
+        ..Default::default()
+    });
     server.create_running("traced", "minimal-shell").await;
 
     let mut trace = None;
@@ -93,32 +97,73 @@ async fn one_trace_covers_http_reconcile_and_runtime() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let spans = seen.lock().unwrap().clone();
         let http = spans.iter().find(|s| {
-            s.name == "router.POST" && s.attributes.get("http.route").map(String::as_str) == Some("/api/v1/sandboxes")
+            s.name == "router.POST"
+                && s.attributes.get("http.route").map(String::as_str) == Some("/api/v1/sandboxes")
         });
         if let Some(http) = http {
-            let same: Vec<SeenSpan> = spans.iter().filter(|s| s.trace_id == http.trace_id).cloned().collect();
-            if same.iter().any(|s| s.name == "reconcile") && same.iter().any(|s| s.name == "runtime.start") {
+            let same: Vec<SeenSpan> = spans
+                .iter()
+                .filter(|s| s.trace_id == http.trace_id)
+                .cloned()
+                .collect();
+            if same.iter().any(|s| s.name == "reconcile")
+                && same.iter().any(|s| s.name == "runtime.start")
+            {
                 trace = Some((http.trace_id.clone(), same));
                 break;
             }
         }
     }
     let (trace_id, spans) = trace.unwrap_or_else(|| {
-        panic!("no trace with router.POST + reconcile + runtime.start; got {:#?}", seen.lock().unwrap())
+        panic!(
+            "no trace with router.POST + reconcile + runtime.start; got {:#?}",
+            seen.lock().unwrap()
+        )
     });
     let reconcile = spans.iter().find(|s| s.name == "reconcile").unwrap();
-    assert_eq!(reconcile.attributes.get("sandbox.name").map(String::as_str), Some("traced"));
-    assert_eq!(reconcile.attributes.get("sandbox.namespace").map(String::as_str), Some("default"));
-    assert!(reconcile.attributes.contains_key("sandbox.phase"), "{reconcile:?}");
+    assert_eq!(
+        reconcile.attributes.get("sandbox.name").map(String::as_str),
+        Some("traced")
+    );
+    assert_eq!(
+        reconcile
+            .attributes
+            .get("sandbox.namespace")
+            .map(String::as_str),
+        Some("default")
+    );
+    assert!(
+        reconcile.attributes.contains_key("sandbox.phase"),
+        "{reconcile:?}"
+    );
     let http = spans.iter().find(|s| s.name == "router.POST").unwrap();
-    assert_eq!(http.attributes.get("http.response.status_code").map(String::as_str), Some("201"));
+    assert_eq!(
+        http.attributes
+            .get("http.response.status_code")
+            .map(String::as_str),
+        Some("201")
+    );
 
     let log = server.log();
-    let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(!lines.is_empty(), "logs are JSON lines:\n{log}");
-    let in_trace = lines.iter().filter(|l| l["trace_id"] == trace_id.as_str()).count();
-    assert!(in_trace > 0, "log lines of the create carry its trace id {trace_id}:\n{log}");
-    assert!(lines.iter().filter(|l| l["trace_id"].is_string()).all(|l| l["span_id"].is_string()));
+    let in_trace = lines
+        .iter()
+        .filter(|l| l["trace_id"] == trace_id.as_str())
+        .count();
+    assert!(
+        in_trace > 0,
+        "log lines of the create carry its trace id {trace_id}:\n{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["trace_id"].is_string())
+            .all(|l| l["span_id"].is_string())
+    );
 }
 
 #[tokio::test]
@@ -131,7 +176,12 @@ async fn metrics_parse_and_reflect_a_workload() {
     assert_eq!(status, 200);
     let _ = server.get("/sandboxes/nope").await;
 
-    let text = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .expect("valid Prometheus text exposition");
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
@@ -144,19 +194,32 @@ async fn metrics_parse_and_reflect_a_workload() {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => *v,
-                prometheus_parse::Value::Histogram(buckets) => buckets.last().map(|b| b.count).unwrap_or(0.0),
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.last().map(|b| b.count).unwrap_or(0.0)
+                }
                 prometheus_parse::Value::Summary(_) => f64::NAN,
             })
             .unwrap_or_else(|| panic!("{name} {labels:?} missing in:\n{text}"))
     };
     assert_eq!(value("agenttier_sandboxes", &[("phase", "Running")]), 1.0);
     assert_eq!(value("agenttier_sandboxes", &[("phase", "Stopped")]), 1.0);
-    assert!(value("agenttier_sandbox_startup_duration_seconds", &[("path", "cold")]) >= 2.0);
+    assert!(
+        value(
+            "agenttier_sandbox_startup_duration_seconds",
+            &[("path", "cold")]
+        ) >= 2.0
+    );
     assert!(value("agenttier_reconcile_duration_seconds", &[]) >= 2.0);
     assert!(value("agenttier_exec_duration_seconds", &[]) >= 1.0);
     assert!(
-        value("agenttier_http_requests", &[("route", "/api/v1/sandboxes"), ("method", "POST"), ("status", "201")])
-            >= 2.0
+        value(
+            "agenttier_http_requests",
+            &[
+                ("route", "/api/v1/sandboxes"),
+                ("method", "POST"),
+                ("status", "201")
+            ]
+        ) >= 2.0
     );
     // prometheus-parse mis-reads label values containing braces; check the route template raw.
     assert!(
@@ -174,16 +237,24 @@ async fn metrics_parse_and_reflect_a_workload() {
         "agenttier_reconcile_queue_depth gauge",
     ] {
         // Families without samples yet still declare their type.
-        assert!(text.contains(&format!("# TYPE {name}")), "{name} missing in:\n{text}");
+        assert!(
+            text.contains(&format!("# TYPE {name}")),
+            "{name} missing in:\n{text}"
+        );
     }
 }
 
 #[tokio::test]
 async fn an_unreachable_collector_changes_nothing_for_users() {
     // A port nobody listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let server =
-        Server::start_with(ServerOptions { env: otel_env(&format!("http://{dead}")), ..Default::default() });
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = Server::start_with(ServerOptions {
+        env: otel_env(&format!("http://{dead}")),
+        ..Default::default()
+    });
     server.create_running("quiet", "minimal-shell").await;
     let (out, _, code) = server.exec("quiet", "echo fine").await;
     assert_eq!((out.as_str(), code), ("fine\n", 0));

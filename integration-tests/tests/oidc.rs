@@ -35,21 +35,39 @@ async fn bearer_tokens_are_verified_and_rotation_needs_no_restart() {
     let (status, body) = me(&server, &first.sign(&admin)).await;
     assert_eq!(status, 200, "{body}\n{}", server.log());
     assert_eq!(
-        (body["sub"].clone(), body["isAdmin"].clone(), body["groups"].clone()),
-        (json!("alice"), json!(true), json!(["dev", "agenttier-admins"]))
+        (
+            body["sub"].clone(),
+            body["isAdmin"].clone(),
+            body["groups"].clone()
+        ),
+        (
+            json!("alice"),
+            json!(true),
+            json!(["dev", "agenttier-admins"])
+        )
     );
     let (_, body) = me(&server, &first.sign(&issuer.claims("bob", &[]))).await;
-    assert_eq!((body["isAdmin"].clone(), body["groups"].clone()), (json!(false), json!([])));
+    assert_eq!(
+        (body["isAdmin"].clone(), body["groups"].clone()),
+        (json!(false), json!([]))
+    );
 
     let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "kid": "first"}).to_string());
     let payload = URL_SAFE_NO_PAD.encode(admin.to_string());
     let (status, body) = me(&server, &format!("{header}.{payload}.")).await;
-    assert_eq!((status, body["error"].clone()), (401, json!("invalid_token")), "{body}");
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_token")),
+        "{body}"
+    );
     assert!(body["message"].is_string());
     let mut wrong_audience = admin.clone();
     wrong_audience["aud"] = json!("someone-else");
     let (status, body) = me(&server, &first.sign(&wrong_audience)).await;
-    assert_eq!((status, body["error"].clone()), (401, json!("invalid_token")));
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_token"))
+    );
 
     // The issuer rotates: the new key works at once, the retired one no longer does.
     let second = SigningKey::generate("second");

@@ -197,7 +197,11 @@ impl Runtime for FakeRuntime {
         })
     }
 
-    async fn open_pty(&self, id: &SandboxId, request: super::PtyRequest) -> Result<super::PtySession> {
+    async fn open_pty(
+        &self,
+        id: &SandboxId,
+        request: super::PtyRequest,
+    ) -> Result<super::PtySession> {
         self.fake_pty(id, request)
     }
 

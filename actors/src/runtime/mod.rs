@@ -215,7 +215,10 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The error of an operation this runtime does not offer.
     fn unsupported(&self, what: &str) -> RuntimeError {
-        RuntimeError::Unsupported(format!("the {} runtime does not support {what}", self.name()))
+        RuntimeError::Unsupported(format!(
+            "the {} runtime does not support {what}",
+            self.name()
+        ))
     }
 
     /// Copies the sandbox's workspace as it is now into a snapshot called `name` (a backup).

@@ -820,7 +820,10 @@ impl SandboxState {
             drop(timer);
             let _ = reply.send(outcome);
         };
-        tokio::spawn(tracing::Instrument::instrument(task, tracing::Span::current()));
+        tokio::spawn(tracing::Instrument::instrument(
+            task,
+            tracing::Span::current(),
+        ));
     }
 
     /// Records real activity: exact in memory, persisted as `lastActivityTimestamp` at most every

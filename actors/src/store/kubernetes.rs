@@ -17,25 +17,22 @@ pub mod objects;
 pub mod settings;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use agenttier_crds::SANDBOX_FINALIZER;
 use async_trait::async_trait;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use directory::{SandboxDirectory, SandboxRef};
 
-use super::{
-    ApiKeyRecord, EventFilter, EventRecord, Result, Store, StoreError, WatchEvent,
-};
+use super::{ApiKeyRecord, EventFilter, EventRecord, Result, Store, StoreError, WatchEvent};
 use objects::{StoredKind, identity, map_error, stored_kind, stored_kinds, to_dynamic, to_value};
 
 /// How long [`KubernetesStore::connect`] waits for the first full list of every kind.
@@ -140,7 +137,11 @@ impl KubernetesStore {
         Api::namespaced(self.client.clone(), &self.config.install_namespace)
     }
 
-    fn kind_api(&self, kind: &StoredKind, namespace: &str) -> Result<Api<kube::api::DynamicObject>> {
+    fn kind_api(
+        &self,
+        kind: &StoredKind,
+        namespace: &str,
+    ) -> Result<Api<kube::api::DynamicObject>> {
         if kind.namespaced && namespace.is_empty() {
             return Err(StoreError::Invalid(format!(
                 "a {} needs metadata.namespace",
@@ -274,9 +275,10 @@ impl Store for KubernetesStore {
         let api = self.kind_api(&kind, &namespace)?;
         strip_server_fields(&mut object);
         if kind.kind == "Sandbox" {
-            let finalizers = object["metadata"]
-                .as_object_mut()
-                .map(|m| m.entry("finalizers").or_insert_with(|| Value::Array(Vec::new())));
+            let finalizers = object["metadata"].as_object_mut().map(|m| {
+                m.entry("finalizers")
+                    .or_insert_with(|| Value::Array(Vec::new()))
+            });
             if let Some(Value::Array(list)) = finalizers
                 && !list.iter().any(|f| f == SANDBOX_FINALIZER)
             {
@@ -325,7 +327,10 @@ impl Store for KubernetesStore {
     /// finalizer) are left out: for the supervisor they are gone, the cleanup controller owns them.
     async fn list(&self, kind: &str, namespace: Option<&str>) -> Result<Vec<Value>> {
         let kind = stored_kind(kind)?;
-        let api = kind.api(&self.client, namespace.or(self.config.watch_namespace.as_deref()));
+        let api = kind.api(
+            &self.client,
+            namespace.or(self.config.watch_namespace.as_deref()),
+        );
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(PAGE_SIZE);
         loop {
@@ -369,7 +374,10 @@ impl Store for KubernetesStore {
         let pp = PostParams::default();
         let error = |e| map_error(e, kind.kind, &name, Some(&expected));
         if kind.has_status {
-            let after_status = api.replace_status(&name, &pp, &dynamic).await.map_err(error)?;
+            let after_status = api
+                .replace_status(&name, &pp, &dynamic)
+                .await
+                .map_err(error)?;
             if main_part(&to_value(&after_status)?) == wanted {
                 let value = to_value(&after_status)?;
                 self.remember(&kind, &value);
@@ -412,236 +420,41 @@ impl Store for KubernetesStore {
     }
 
     async fn append_event(&self, event: EventRecord) -> Result<()> {
-        let uid = match self.directory.uid_of(&event.namespace, &event.object_name) {
-            Some(uid) => Some(uid),
-            None if event.object_kind == "Sandbox" && !event.namespace.is_empty() => self
-                .get("Sandbox", &event.namespace, &event.object_name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|v| v["metadata"]["uid"].as_str().map(str::to_string)),
-            None => None,
-        };
-        let object = events::to_event(&event, uid);
-        let namespace = object.metadata.namespace.clone().unwrap_or_default();
-        Api::<Event>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &object)
-            .await
-            .map_err(|e| map_error(e, "Event", &event.object_name, None))?;
-        Ok(())
+        self.append_core_event(event).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
-        let api: Api<Event> = match &filter.namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        let selector = events::field_selector(filter);
-        if !selector.is_empty() {
-            params = params.fields(&selector);
-        }
-        let mut records = Vec::new();
-        loop {
-            let page = api
-                .list(&params)
-                .await
-                .map_err(|e| map_error(e, "Event", "", None))?;
-            records.extend(
-                page.items
-                    .iter()
-                    .filter_map(events::from_event)
-                    .filter(|r| events::matches(r, filter)),
-            );
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
-        }
-        events::sort_newest_first(&mut records);
-        records.truncate(filter.limit.unwrap_or(100));
-        Ok(records)
+        self.list_core_events(filter).await
     }
 
     /// Deletes AgentTier's Events older than `before` (the apiserver's own `--event-ttl`, one
     /// hour by default, usually removes them first).
     async fn prune_events(&self, before: &str) -> Result<u64> {
-        let Ok(cutoff) = before.parse::<k8s_openapi::jiff::Timestamp>() else {
-            return Err(StoreError::Invalid(format!("{before:?} is not an RFC 3339 time")));
-        };
-        let api: Api<Event> = Api::all(self.client.clone());
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        let mut deleted = 0;
-        loop {
-            let page = api
-                .list(&params)
-                .await
-                .map_err(|e| map_error(e, "Event", "", None))?;
-            for event in &page.items {
-                let old = events::from_event(event).is_some_and(|r| {
-                    r.timestamp
-                        .parse::<k8s_openapi::jiff::Timestamp>()
-                        .is_ok_and(|t| t < cutoff)
-                });
-                let (Some(ns), Some(name)) = (&event.metadata.namespace, &event.metadata.name)
-                else {
-                    continue;
-                };
-                if !old {
-                    continue;
-                }
-                match Api::<Event>::namespaced(self.client.clone(), ns)
-                    .delete(name, &DeleteParams::default())
-                    .await
-                {
-                    Ok(_) => deleted += 1,
-                    Err(e) if objects::is_not_found(&e) => {}
-                    Err(e) => return Err(map_error(e, "Event", name, None)),
-                }
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
-        }
-        Ok(deleted)
+        self.prune_core_events(before).await
     }
 
     async fn put_api_key(&self, record: ApiKeyRecord) -> Result<()> {
-        let secret = api_keys::to_secret(&record, &self.config.install_namespace)?;
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        let api = self.secrets();
-        match api.create(&PostParams::default(), &secret).await {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(objects::api_status(&e), Some((409, "AlreadyExists"))) => {
-                let current = api
-                    .get(&name)
-                    .await
-                    .map_err(|e| map_error(e, "Secret", &name, None))?;
-                let mut replacement = secret;
-                replacement.metadata.resource_version = current.metadata.resource_version;
-                api.replace(&name, &PostParams::default(), &replacement)
-                    .await
-                    .map_err(|e| map_error(e, "Secret", &name, None))?;
-                Ok(())
-            }
-            Err(e) => Err(map_error(e, "Secret", &name, None)),
-        }
+        self.put_key_secret(record).await
     }
 
     async fn get_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let Some(name) = api_keys::secret_name(key_hash) else {
-            return Ok(None);
-        };
-        let found = self
-            .secrets()
-            .get_opt(&name)
-            .await
-            .map_err(|e| map_error(e, "Secret", &name, None))?;
-        match found {
-            Some(secret) => Ok(Some(api_keys::from_secret(&secret)?)),
-            None => Ok(None),
-        }
+        self.get_key_secret(key_hash).await
     }
 
     async fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRecord>> {
-        let mut selector = api_keys::API_KEY_SELECTOR.to_string();
-        if let Some(user) = user_id {
-            selector.push_str(&format!(
-                ",{}={}",
-                api_keys::USER_LABEL,
-                api_keys::sanitize_label(user)
-            ));
-        }
-        let secrets = self
-            .secrets()
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| map_error(e, "Secret", "", None))?;
-        let mut records = Vec::new();
-        for secret in &secrets.items {
-            match api_keys::from_secret(secret) {
-                Ok(record) if user_id.is_none_or(|u| record.user_id == u) => records.push(record),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "skipping an unreadable API key Secret"),
-            }
-        }
-        records.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-        Ok(records)
+        self.list_key_secrets(user_id).await
     }
 
     async fn delete_api_key(&self, id: &str) -> Result<bool> {
-        if !id.starts_with(api_keys::SECRET_PREFIX) {
-            return Ok(false);
-        }
-        match self.secrets().delete(id, &DeleteParams::default()).await {
-            Ok(_) => Ok(true),
-            Err(e) if objects::is_not_found(&e) => Ok(false),
-            Err(e) => Err(map_error(e, "Secret", id, None)),
-        }
+        self.delete_key_secret(id).await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
-        let Some(location) = settings::locate(
-            key,
-            &self.config.install_namespace,
-            &self.config.governance_namespace,
-        ) else {
-            return Ok(None);
-        };
-        let found = self
-            .config_maps(&location.namespace)
-            .get_opt(location.config_map)
-            .await
-            .map_err(|e| map_error(e, "ConfigMap", location.config_map, None))?;
-        Ok(found
-            .and_then(|cm| cm.data)
-            .and_then(|mut data| data.remove(&location.key)))
+        self.get_config_map_setting(key).await
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
-        let location = settings::locate(
-            key,
-            &self.config.install_namespace,
-            &self.config.governance_namespace,
-        )
-        .ok_or_else(|| StoreError::Invalid(format!("{key:?} cannot be a ConfigMap key")))?;
-        let api = self.config_maps(&location.namespace);
-        let patch = serde_json::json!({"data": {location.key.clone(): value}});
-        let map = |e| map_error(e, "ConfigMap", location.config_map, None);
-        loop {
-            match api
-                .patch(
-                    location.config_map,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if objects::is_not_found(&e) => {}
-                Err(e) => return Err(map(e)),
-            }
-            let config_map = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(location.config_map.to_string()),
-                    namespace: Some(location.namespace.clone()),
-                    labels: Some(BTreeMap::from([(
-                        MANAGED_LABEL.to_string(),
-                        "true".to_string(),
-                    )])),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([(location.key.clone(), value.to_string())])),
-                ..Default::default()
-            };
-            match api.create(&PostParams::default(), &config_map).await {
-                Ok(_) => return Ok(()),
-                // Someone created it between the patch and the create: patch again.
-                Err(e) if matches!(objects::api_status(&e), Some((409, _))) => continue,
-                Err(e) => return Err(map(e)),
-            }
-        }
+        self.put_config_map_setting(key, value).await
     }
 }
 
@@ -666,6 +479,9 @@ mod tests {
         let mut doc = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "3",
             "uid": "u", "generation": 2, "labels": {"l": "v"}}});
         strip_server_fields(&mut doc);
-        assert_eq!(doc, serde_json::json!({"metadata": {"name": "a", "labels": {"l": "v"}}}));
+        assert_eq!(
+            doc,
+            serde_json::json!({"metadata": {"name": "a", "labels": {"l": "v"}}})
+        );
     }
 }

@@ -55,8 +55,12 @@ fn footprint(templates: &StoreTemplates, sandbox: &Sandbox) -> Footprint {
             .map(|q| q.0.clone())
     };
     Footprint {
-        cpu_millis: pick("cpu").and_then(|q| quantity::parse_millicores(&q).ok()).unwrap_or(0),
-        mem_bytes: pick("memory").and_then(|q| quantity::parse_bytes(&q).ok()).unwrap_or(0),
+        cpu_millis: pick("cpu")
+            .and_then(|q| quantity::parse_millicores(&q).ok())
+            .unwrap_or(0),
+        mem_bytes: pick("memory")
+            .and_then(|q| quantity::parse_bytes(&q).ok())
+            .unwrap_or(0),
         storage_bytes: spec
             .storage
             .and_then(|s| s.size)
@@ -66,11 +70,17 @@ fn footprint(templates: &StoreTemplates, sandbox: &Sandbox) -> Footprint {
 }
 
 fn phase_key(sandbox: &Sandbox) -> String {
-    sandbox.phase().map(|p| p.as_str().to_string()).unwrap_or_else(|| "creating".to_string())
+    sandbox
+        .phase()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "creating".to_string())
 }
 
 /// GET `/analytics/usage` (admin).
-pub async fn usage(State(state): State<AppState>, Extension(identity): Extension<Identity>) -> ApiResult<Json<Value>> {
+pub async fn usage(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+) -> ApiResult<Json<Value>> {
     identity.require_admin()?;
     let sandboxes = state.control.list();
     let mut status = BTreeMap::<String, u64>::new();
@@ -79,11 +89,14 @@ pub async fn usage(State(state): State<AppState>, Extension(identity): Extension
     for sandbox in &sandboxes {
         *status.entry(phase_key(sandbox)).or_default() += 1;
         let status_ref = sandbox.status.as_ref();
-        let template = status_ref.and_then(|s| s.resolved_template.clone()).unwrap_or_else(|| "unknown".to_string());
+        let template = status_ref
+            .and_then(|s| s.resolved_template.clone())
+            .unwrap_or_else(|| "unknown".to_string());
         *templates.entry(template).or_default() += 1;
-        if let (Some(started), Some(created)) =
-            (status_ref.and_then(|s| s.started_at.as_ref()), sandbox.metadata.creation_timestamp.as_ref())
-        {
+        if let (Some(started), Some(created)) = (
+            status_ref.and_then(|s| s.started_at.as_ref()),
+            sandbox.metadata.creation_timestamp.as_ref(),
+        ) {
             let ms = started.0.as_millisecond() - created.0.as_millisecond();
             if ms >= 0 {
                 startup_ms_total += ms as f64;
@@ -114,7 +127,11 @@ pub struct Prices {
 
 impl Default for Prices {
     fn default() -> Self {
-        Self { cpu_core_hour: 0.04, memory_gib_hour: 0.005, storage_gib_month: 0.10 }
+        Self {
+            cpu_core_hour: 0.04,
+            memory_gib_hour: 0.005,
+            storage_gib_month: 0.10,
+        }
     }
 }
 
@@ -136,7 +153,8 @@ pub async fn costs(
     let mut per_template = BTreeMap::<String, (f64, u64)>::new();
     for sandbox in &sandboxes {
         let footprint = footprint(&templates, sandbox);
-        let storage_hourly = footprint.storage_bytes as f64 / GIB * prices.storage_gib_month / HOURS_PER_MONTH;
+        let storage_hourly =
+            footprint.storage_bytes as f64 / GIB * prices.storage_gib_month / HOURS_PER_MONTH;
         storage += storage_hourly;
         let mut hourly = storage_hourly;
         match sandbox.phase() {
@@ -176,7 +194,12 @@ pub async fn costs(
 
 /// GET `/cluster/status`: on the local runtime, one node (this machine).
 pub async fn cluster_status(State(state): State<AppState>) -> Json<Value> {
-    let running = state.control.list().iter().filter(|s| s.phase() == Some(SandboxPhase::Running)).count();
+    let running = state
+        .control
+        .list()
+        .iter()
+        .filter(|s| s.phase() == Some(SandboxPhase::Running))
+        .count();
     Json(json!({
         "nodes": 1,
         "nodesReady": 1,
@@ -189,7 +212,9 @@ pub async fn cluster_status(State(state): State<AppState>) -> Json<Value> {
 
 /// This machine's CPU (millicores) and memory (bytes).
 fn machine_capacity() -> (u64, u64) {
-    let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| {
@@ -203,7 +228,11 @@ fn machine_capacity() -> (u64, u64) {
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { (part as f64 / whole as f64 * 1000.0).round() / 10.0 }
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 / whole as f64 * 1000.0).round() / 10.0
+    }
 }
 
 /// GET `/cluster/nodes` (admin): allocatable versus requested CPU and memory, and saturation.
@@ -215,12 +244,19 @@ pub async fn cluster_nodes(
     let templates = StoreTemplates::load(state.control.store.as_ref()).await?;
     let (cpu, mem) = machine_capacity();
     let (mut req_cpu, mut req_mem) = (0u64, 0u64);
-    for sandbox in state.control.list().iter().filter(|s| s.phase() == Some(SandboxPhase::Running)) {
+    for sandbox in state
+        .control
+        .list()
+        .iter()
+        .filter(|s| s.phase() == Some(SandboxPhase::Running))
+    {
         let footprint = footprint(&templates, sandbox);
         req_cpu += footprint.cpu_millis;
         req_mem += footprint.mem_bytes;
     }
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
     let allocatable = json!({"cpuMillis": cpu, "memBytes": mem});
     let requests = json!({"cpuMillis": req_cpu, "memBytes": req_mem});
     Ok(Json(json!({

@@ -37,7 +37,6 @@ pub fn router() -> Router<AppState> {
         .route("/governance/effective", get(effective))
 }
 
-
 fn checked(policy: Policy) -> ApiResult<Policy> {
     policy
         .validate()

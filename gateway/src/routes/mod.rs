@@ -6,9 +6,9 @@ pub mod audit;
 pub mod backups;
 pub mod files;
 pub mod governance;
+pub mod health;
 #[cfg(test)]
 mod interactive_tests;
-pub mod health;
 pub mod logging;
 pub mod lookup;
 pub mod ports;

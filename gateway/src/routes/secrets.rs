@@ -38,7 +38,6 @@ pub fn router() -> Router<AppState> {
         .route("/secrets/{name}", put(upsert).delete(remove))
 }
 
-
 /// Query of every secrets route.
 #[derive(Deserialize, Default)]
 pub struct NamespaceQuery {

@@ -18,7 +18,6 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::wire::TemplateJson;
 
-
 /// GET `/templates`.
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let templates = state

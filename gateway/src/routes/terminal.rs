@@ -494,10 +494,8 @@ pub async fn run<S, R, E>(
                     }
                 }
                 let output = decoder.decode(&bytes);
-                if !output.is_empty() {
-                    if send(&mut sink, output_frame(&output)).await.is_err() {
-                        return;
-                    }
+                if !output.is_empty() && send(&mut sink, output_frame(&output)).await.is_err() {
+                    return;
                 }
                 client.delivered(last);
             }

@@ -24,7 +24,12 @@ fn kubeconfig() -> String {
     stdout
         .lines()
         .find_map(|l| l.strip_prefix("KUBECONFIG_NODE="))
-        .unwrap_or_else(|| panic!("the node cluster did not start:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
+        .unwrap_or_else(|| {
+            panic!(
+                "the node cluster did not start:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
         .to_string()
 }
 
@@ -33,22 +38,44 @@ fn kubectl(kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> String {
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn pod_ready(kubeconfig: &str, ns: &str, pod: &str) -> bool {
     let out = Command::new("/var/cache/agenttier-k8s/bin/kubectl")
-        .args(["--kubeconfig", kubeconfig, "-n", ns, "get", "pod", pod, "-o"])
+        .args([
+            "--kubeconfig",
+            kubeconfig,
+            "-n",
+            ns,
+            "get",
+            "pod",
+            pod,
+            "-o",
+        ])
         .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
         .output()
         .unwrap();
@@ -60,7 +87,10 @@ fn stats(label: &str, mut samples: Vec<Duration>) -> f64 {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = ms(samples[samples.len() / 2]);
     let p95 = ms(samples[(samples.len() * 95 / 100).min(samples.len() - 1)]);
-    println!("{label:<48} median {median:8.1} ms   p95 {p95:8.1} ms   (n={})", samples.len());
+    println!(
+        "{label:<48} median {median:8.1} ms   p95 {p95:8.1} ms   (n={})",
+        samples.len()
+    );
     median
 }
 
@@ -77,12 +107,37 @@ impl Drop for Server {
 }
 
 fn serve(kubeconfig: &str, ns: &str) -> Server {
-    let bin = std::env::var("AGENTTIER_BIN")
-        .unwrap_or_else(|_| repo().join("target/release/agenttier").to_string_lossy().into_owned());
+    let bin = std::env::var("AGENTTIER_BIN").unwrap_or_else(|_| {
+        repo()
+            .join("target/release/agenttier")
+            .to_string_lossy()
+            .into_owned()
+    });
     let mut child = Command::new(bin)
-        .args(["serve", "--runtime", "kubernetes", "--listen-addr", "127.0.0.1:0", "--dev-auth"])
-        .args(["--kubeconfig", kubeconfig, "--namespace", ns, "--watch-namespace", ns])
-        .args(["--sandbox-namespace", ns, "--governance-namespace", ns, "--warm-pool-interval", "1s"])
+        .args([
+            "serve",
+            "--runtime",
+            "kubernetes",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--dev-auth",
+        ])
+        .args([
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            ns,
+            "--watch-namespace",
+            ns,
+        ])
+        .args([
+            "--sandbox-namespace",
+            ns,
+            "--governance-namespace",
+            ns,
+            "--warm-pool-interval",
+            "1s",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -98,12 +153,22 @@ fn serve(kubeconfig: &str, ns: &str) -> Server {
             break;
         }
     }
-    Server { child, url: url.expect("the server did not start") }
+    Server {
+        child,
+        url: url.expect("the server did not start"),
+    }
 }
 
 async fn wait_running(http: &reqwest::Client, url: &str, name: &str) {
     loop {
-        let body: Value = http.get(format!("{url}/api/v1/sandboxes/{name}")).send().await.unwrap().json().await.unwrap();
+        let body: Value = http
+            .get(format!("{url}/api/v1/sandboxes/{name}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if body["status"] == "Running" {
             return;
         }
@@ -113,13 +178,23 @@ async fn wait_running(http: &reqwest::Client, url: &str, name: &str) {
 }
 
 async fn pool_ready(http: &reqwest::Client, url: &str) -> u64 {
-    let body: Value = http.get(format!("{url}/api/v1/warmpool/status")).send().await.unwrap().json().await.unwrap();
+    let body: Value = http
+        .get(format!("{url}/api/v1/warmpool/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     body["pools"][0]["readyCount"].as_u64().unwrap_or(0)
 }
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::var("KUBE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let runs: usize = std::env::var("KUBE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let kubeconfig = kubeconfig();
     let ns = format!("kbench-{}", std::process::id());
     kubectl(&kubeconfig, &["create", "namespace", &ns], None);
@@ -154,8 +229,18 @@ async fn main() {
 
     // The Pod the server made, as the floor's template.
     create("warmup".into()).await;
-    let pod: Value = serde_json::from_str(&kubectl(&kubeconfig, &["-n", &ns, "get", "pod", "warmup-pod", "-o", "json"], None)).unwrap();
-    let pvc: Value = serde_json::from_str(&kubectl(&kubeconfig, &["-n", &ns, "get", "pvc", "warmup-workspace", "-o", "json"], None)).unwrap();
+    let pod: Value = serde_json::from_str(&kubectl(
+        &kubeconfig,
+        &["-n", &ns, "get", "pod", "warmup-pod", "-o", "json"],
+        None,
+    ))
+    .unwrap();
+    let pvc: Value = serde_json::from_str(&kubectl(
+        &kubeconfig,
+        &["-n", &ns, "get", "pvc", "warmup-workspace", "-o", "json"],
+        None,
+    ))
+    .unwrap();
 
     let mut floor = Vec::new();
     let mut cold = Vec::new();
@@ -165,6 +250,7 @@ async fn main() {
         let mut p = pvc.clone();
         p["metadata"] = json!({"name": format!("{name}-workspace"), "namespace": ns});
         p.as_object_mut().unwrap().remove("status");
+        p["spec"].as_object_mut().unwrap().remove("volumeName");
         let mut q = pod.clone();
         q["metadata"] = json!({"name": name, "namespace": ns});
         q.as_object_mut().unwrap().remove("status");
@@ -182,10 +268,17 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         floor.push(started.elapsed());
-        kubectl(&kubeconfig, &["-n", &ns, "delete", "pod", &name, "--wait=false"], None);
+        kubectl(
+            &kubeconfig,
+            &["-n", &ns, "delete", "pod", &name, "--wait=false"],
+            None,
+        );
 
         cold.push(create(format!("cold-{i}")).await);
-        let _ = http.delete(format!("{}/api/v1/sandboxes/cold-{i}", server.url)).send().await;
+        let _ = http
+            .delete(format!("{}/api/v1/sandboxes/cold-{i}", server.url))
+            .send()
+            .await;
     }
 
     // Warm: a pool of one, refilled between claims.
@@ -205,14 +298,25 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         warm.push(create(format!("warm-{i}")).await);
-        let _ = http.delete(format!("{}/api/v1/sandboxes/warm-{i}", server.url)).send().await;
+        let _ = http
+            .delete(format!("{}/api/v1/sandboxes/warm-{i}", server.url))
+            .send()
+            .await;
     }
 
     println!("Kubernetes 1.20 single node (kubelet + containerd + runc), image pre-loaded:");
     let floor_median = stats("floor: kubectl apply PVC+Pod -> Ready", floor);
     let cold_median = stats("REST create -> Running (cold: PVC, SA, netpol, Pod)", cold);
     let warm_median = stats("REST create -> Running (warm pool claim)", warm);
-    println!("cold / floor: {:.2}x   warm / floor: {:.3}x", cold_median / floor_median, warm_median / floor_median);
+    println!(
+        "cold / floor: {:.2}x   warm / floor: {:.3}x",
+        cold_median / floor_median,
+        warm_median / floor_median
+    );
     drop(server);
-    kubectl(&kubeconfig, &["delete", "namespace", &ns, "--wait=false"], None);
+    kubectl(
+        &kubeconfig,
+        &["delete", "namespace", &ns, "--wait=false"],
+        None,
+    );
 }

@@ -109,7 +109,13 @@ pub fn kube_tools() -> PathBuf {
                 "scripts/kube-tools.sh could not fetch helm and kubectl:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             );
-            PathBuf::from(String::from_utf8_lossy(&output.stdout).lines().last().unwrap().trim())
+            PathBuf::from(
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .trim(),
+            )
         })
         .clone()
 }
@@ -123,11 +129,20 @@ pub fn kubectl(cluster: Cluster, args: &[&str], stdin: Option<&str>) -> (bool, S
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
     let mut child = command.spawn().expect("kubectl");
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let output = child.wait_with_output().unwrap();
     (
@@ -152,13 +167,18 @@ impl TestNamespace {
         let namespaces: Api<CoreNamespace> = Api::all(client.clone());
         let object: CoreNamespace =
             serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-        namespaces.create(&PostParams::default(), &object).await.unwrap();
+        namespaces
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
         // The service account controller creates `default`, which Pods need.
         let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client.clone(), &name);
-        wait_until(Duration::from_secs(30), "the default service account", || async {
-            accounts.get_opt("default").await.ok().flatten().is_some()
-        })
+        wait_until(
+            Duration::from_secs(30),
+            "the default service account",
+            || async { accounts.get_opt("default").await.ok().flatten().is_some() },
+        )
         .await;
         Self { name, cluster }
     }
@@ -218,7 +238,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -238,7 +261,11 @@ pub async fn store(client: &Client, namespace: &str) -> Arc<KubernetesStore> {
         governance_namespace: namespace.to_string(),
         watch_namespace: Some(namespace.to_string()),
     };
-    Arc::new(KubernetesStore::connect(client.clone(), config).await.unwrap())
+    Arc::new(
+        KubernetesStore::connect(client.clone(), config)
+            .await
+            .unwrap(),
+    )
 }
 
 /// Plays the kubelet: marks a Pod Running and Ready (the apiserver-only cluster runs nothing).
@@ -311,10 +338,21 @@ impl KubeServer {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let mut child = Command::new(agenttier_integration_tests::agenttier_bin())
-            .args(["serve", "--runtime", "kubernetes", "--listen-addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--runtime",
+                "kubernetes",
+                "--listen-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--kubeconfig")
             .arg(kubeconfig(cluster))
-            .args(["--namespace", namespace, "--governance-namespace", namespace])
+            .args([
+                "--namespace",
+                namespace,
+                "--governance-namespace",
+                namespace,
+            ])
             .args(["--leader-identity", identity])
             .args(scoped(extra, namespace))
             .args(extra)
@@ -342,7 +380,10 @@ impl KubeServer {
         }
         std::thread::spawn(move || for _ in lines {});
         let url = url.unwrap_or_else(|| {
-            panic!("agenttier serve did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+            panic!(
+                "agenttier serve did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
         });
         let http = match &admin_key {
             Some(key) => agenttier_integration_tests::client_with_key(key),
@@ -391,19 +432,33 @@ impl KubeServer {
 
     /// POST JSON.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.http.post(self.api(path)).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(self.api(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         agenttier_integration_tests::status_json(response).await
     }
 
     /// GET.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        agenttier_integration_tests::status_json(self.http.get(self.api(path)).send().await.unwrap())
-            .await
+        agenttier_integration_tests::status_json(
+            self.http.get(self.api(path)).send().await.unwrap(),
+        )
+        .await
     }
 
     /// DELETE.
     pub async fn delete(&self, path: &str) -> u16 {
-        self.http.delete(self.api(path)).send().await.unwrap().status().as_u16()
+        self.http
+            .delete(self.api(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// Polls GET until the sandbox reaches `phase`.

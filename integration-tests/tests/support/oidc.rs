@@ -40,21 +40,37 @@ impl SigningKey {
         let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
         let der = AsDer::<Pkcs8V1Der>::as_der(&pair).unwrap();
         let body = STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
         let public: PublicKeyComponents<Vec<u8>> = pair.public_key().into();
         let jwk = json!({
             "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
             "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e),
         });
-        Self { kid: kid.into(), pem, jwk }
+        Self {
+            kid: kid.into(),
+            pem,
+            jwk,
+        }
     }
 
     /// An RS256 token with these claims.
     pub fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(self.pem.as_bytes()).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_rsa_pem(self.pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 }
 
@@ -90,9 +106,15 @@ impl Issuer {
     pub async fn start(keys: &[&SigningKey]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/realms/e2e", listener.local_addr().unwrap());
-        let shared = Arc::new(Shared { issuer: url.clone(), keys: Mutex::new(Vec::new()) });
+        let shared = Arc::new(Shared {
+            issuer: url.clone(),
+            keys: Mutex::new(Vec::new()),
+        });
         let app = axum::Router::new()
-            .route("/realms/e2e/.well-known/openid-configuration", get(discovery))
+            .route(
+                "/realms/e2e/.well-known/openid-configuration",
+                get(discovery),
+            )
             .route("/realms/e2e/protocol/certs", get(certs))
             .with_state(shared.clone());
         let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -108,7 +130,11 @@ impl Issuer {
 
     /// Valid claims for `sub`, an hour from expiry.
     pub fn claims(&self, sub: &str, groups: &[&str]) -> Value {
-        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
         json!({"iss": self.url, "aud": CLIENT_ID, "sub": sub, "email": format!("{sub}@example.com"),
                "name": sub, "groups": groups, "exp": exp})
     }
@@ -129,7 +155,10 @@ impl OidcServer {
     /// Starts the server; unknown kids may refresh the JWKS at once (no rate limit) so rotation
     /// is observable without waiting.
     pub fn start(issuer: &str) -> Self {
-        let tmp = tempfile::Builder::new().prefix("agenttier-oidc-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("agenttier-oidc-")
+            .tempdir()
+            .unwrap();
         let data = tmp.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let log = std::fs::File::create(tmp.path().join("server.log")).unwrap();

@@ -96,7 +96,8 @@ impl Cluster {
             crds::apply(&client, CRD_TIMEOUT).await?;
             tracing::info!("CRDs created or updated");
         }
-        let store = Arc::new(KubernetesStore::connect(client.clone(), options.store.clone()).await?);
+        let store =
+            Arc::new(KubernetesStore::connect(client.clone(), options.store.clone()).await?);
         let runtime = Arc::new(KubernetesRuntime::new(
             client.clone(),
             store.clone() as Arc<dyn Store>,

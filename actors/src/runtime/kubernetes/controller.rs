@@ -94,8 +94,12 @@ fn sandbox_ref(sandbox: &Sandbox) -> SandboxRef {
 }
 
 /// Reconciles one Sandbox: the finalizer's Apply / Cleanup split.
-pub async fn reconcile(sandbox: Arc<Sandbox>, ctx: Arc<ControllerContext>) -> Result<Action, ReconcileError> {
-    let api: Api<Sandbox> = Api::namespaced(ctx.client.clone(), &sandbox.namespace().unwrap_or_default());
+pub async fn reconcile(
+    sandbox: Arc<Sandbox>,
+    ctx: Arc<ControllerContext>,
+) -> Result<Action, ReconcileError> {
+    let api: Api<Sandbox> =
+        Api::namespaced(ctx.client.clone(), &sandbox.namespace().unwrap_or_default());
     match finalizer(&api, SANDBOX_FINALIZER, sandbox, |event| async {
         match event {
             finalizer::Event::Apply(sandbox) => apply(&sandbox, &ctx).await,
@@ -113,7 +117,11 @@ pub async fn reconcile(sandbox: Arc<Sandbox>, ctx: Arc<ControllerContext>) -> Re
 }
 
 /// Retries a failed reconcile soon.
-pub fn error_policy(sandbox: Arc<Sandbox>, error: &ReconcileError, _ctx: Arc<ControllerContext>) -> Action {
+pub fn error_policy(
+    sandbox: Arc<Sandbox>,
+    error: &ReconcileError,
+    _ctx: Arc<ControllerContext>,
+) -> Action {
     tracing::warn!(sandbox = %sandbox.name_any(), kind = error.metric_label(), %error, "reconcile failed");
     Action::requeue(RETRY)
 }
@@ -160,7 +168,9 @@ async fn sync_ports(sandbox: &Sandbox, ctx: &ControllerContext) -> Result<(), St
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &target.namespace);
     let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &target.namespace);
     let selector = ports::port_selector(&target.name);
-    let existing = services.list(&ListParams::default().labels(&selector)).await?;
+    let existing = services
+        .list(&ListParams::default().labels(&selector))
+        .await?;
     for service in existing.items {
         let port = service
             .labels()

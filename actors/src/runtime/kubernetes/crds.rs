@@ -33,7 +33,11 @@ pub enum CrdError {
 
 /// The three CRDs of the contract, as `crdgen` writes them to `chart/crds/`.
 pub fn bundled() -> Vec<CustomResourceDefinition> {
-    vec![Sandbox::crd(), SandboxTemplate::crd(), ClusterSandboxTemplate::crd()]
+    vec![
+        Sandbox::crd(),
+        SandboxTemplate::crd(),
+        ClusterSandboxTemplate::crd(),
+    ]
 }
 
 /// Creates or updates the bundled CRDs and waits until each is Established.

@@ -10,11 +10,11 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::SinkExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::Api;
 use kube::api::{AttachParams, AttachedProcess, TerminalSize};
-use futures::SinkExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::names;

@@ -13,9 +13,7 @@ use kube::api::AttachParams;
 use tokio::io::AsyncReadExt;
 
 use super::exec;
-use crate::runtime::{
-    ByteStream, DirEntry, DirListing, FileDownload, FileErrorKind, RuntimeError,
-};
+use crate::runtime::{ByteStream, DirEntry, DirListing, FileDownload, FileErrorKind, RuntimeError};
 
 /// Deadline of a listing or a write.
 const FILE_OP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -186,12 +184,17 @@ pub async fn read_file(
                 let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 match stdout.read(&mut buf[..want]).await {
                     Ok(0) => Some((
-                        Err(std::io::Error::other(format!("{shown} shrank while it was read"))),
+                        Err(std::io::Error::other(format!(
+                            "{shown} shrank while it was read"
+                        ))),
                         (stdout, stderr, process, 0),
                     )),
                     Ok(n) => {
                         buf.truncate(n);
-                        Some((Ok(Bytes::from(buf)), (stdout, stderr, process, left - n as u64)))
+                        Some((
+                            Ok(Bytes::from(buf)),
+                            (stdout, stderr, process, left - n as u64),
+                        ))
                     }
                     Err(e) => Some((Err(e), (stdout, stderr, process, 0))),
                 }
@@ -264,11 +267,17 @@ mod tests {
             RuntimeError::File { kind, .. } => kind,
             other => panic!("{other:?}"),
         };
-        assert_eq!(kind(Some(3), b"path not found: /x"), FileErrorKind::NotFound);
+        assert_eq!(
+            kind(Some(3), b"path not found: /x"),
+            FileErrorKind::NotFound
+        );
         assert_eq!(kind(Some(4), b""), FileErrorKind::Invalid);
         assert_eq!(kind(Some(5), b""), FileErrorKind::TooLarge);
         assert_eq!(kind(Some(6), b""), FileErrorKind::PermissionDenied);
-        assert_eq!(kind(Some(1), b"sh: can't create: Read-only file system"), FileErrorKind::PermissionDenied);
+        assert_eq!(
+            kind(Some(1), b"sh: can't create: Read-only file system"),
+            FileErrorKind::PermissionDenied
+        );
         assert_eq!(kind(Some(1), b"boom"), FileErrorKind::Failed);
     }
 }

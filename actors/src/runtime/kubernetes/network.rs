@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use agenttier_crds::{NetworkRule, NetworkSpec};
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule,
-    NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -91,13 +91,16 @@ pub fn network_policy(
         }
     }
     if network.allow_peer_sandboxes.unwrap_or(false) {
-        let selector = network.peer_sandbox_selector.clone().unwrap_or(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                names::MANAGED_LABEL.to_string(),
-                "true".to_string(),
-            )])),
-            match_expressions: None,
-        });
+        let selector = network
+            .peer_sandbox_selector
+            .clone()
+            .unwrap_or(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    names::MANAGED_LABEL.to_string(),
+                    "true".to_string(),
+                )])),
+                match_expressions: None,
+            });
         let peer = NetworkPolicyPeer {
             pod_selector: Some(selector),
             ..Default::default()
@@ -191,17 +194,30 @@ mod tests {
             allow_peer_sandboxes: Some(true),
             ..Default::default()
         };
-        let spec = network_policy(&sandbox(), "rid", Some(&network)).spec.unwrap();
+        let spec = network_policy(&sandbox(), "rid", Some(&network))
+            .spec
+            .unwrap();
         let egress = spec.egress.unwrap();
         assert_eq!(egress.len(), 4);
         assert_eq!(
-            egress[1].to.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr,
+            egress[1].to.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
             "10.0.0.0/8"
         );
         assert_eq!(egress[1].ports.as_ref().unwrap()[0], port("TCP", 443));
-        assert!(egress[2].to.as_ref().unwrap()[0].namespace_selector.is_some());
+        assert!(
+            egress[2].to.as_ref().unwrap()[0]
+                .namespace_selector
+                .is_some()
+        );
         assert_eq!(egress[2].ports.as_ref().unwrap()[0], port("TCP", 5432));
-        let peer = egress[3].to.as_ref().unwrap()[0].pod_selector.clone().unwrap();
+        let peer = egress[3].to.as_ref().unwrap()[0]
+            .pod_selector
+            .clone()
+            .unwrap();
         assert_eq!(peer.match_labels.unwrap()["agenttier.io/managed"], "true");
         assert_eq!(spec.ingress.unwrap().len(), 1);
     }

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use agenttier_crds::{SandboxSpec, SandboxTemplateSpec};
 use base64::Engine;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    LocalObjectReference, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
-    SeccompProfile, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, LocalObjectReference,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, SeccompProfile,
+    SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -274,7 +274,12 @@ pub fn sandbox_pod(inputs: &PodInputs<'_>) -> Result<Pod, String> {
             true,
         ));
     }
-    init.extend(spec.init_containers.iter().cloned().map(|c| harden(c, inputs.uid)));
+    init.extend(
+        spec.init_containers
+            .iter()
+            .cloned()
+            .map(|c| harden(c, inputs.uid)),
+    );
 
     let main = Container {
         name: names::CONTAINER.into(),
@@ -365,8 +370,14 @@ fn is_label_value(value: &str) -> bool {
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && value.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-        && value.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -429,7 +440,11 @@ mod tests {
         assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
         let volumes = spec.volumes.unwrap();
         assert_eq!(
-            volumes[0].persistent_volume_claim.as_ref().unwrap().claim_name,
+            volumes[0]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
             "box-workspace"
         );
         let tmp = volumes[1].empty_dir.as_ref().unwrap();
@@ -446,7 +461,10 @@ mod tests {
         assert_eq!(labels["agenttier.io/managed"], "true");
         assert_eq!(labels["agenttier.io/template"], "general-coding");
         let owner = &pod.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("Sandbox", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("Sandbox", Some(true))
+        );
         assert!(main.env.as_ref().unwrap().iter().any(|e| e.name == "HOME"));
     }
 
@@ -502,7 +520,10 @@ mod tests {
         let main = &spec.containers[0];
         assert_eq!(main.image_pull_policy.as_deref(), Some("Never"));
         assert_eq!(main.args.as_ref().unwrap()[1], "sleep infinity");
-        assert_eq!(main.env_from.as_ref().unwrap()[0].prefix.as_deref(), Some("API_"));
+        assert_eq!(
+            main.env_from.as_ref().unwrap()[0].prefix.as_deref(),
+            Some("API_")
+        );
         assert!(spec.volumes.unwrap().iter().any(|v| v.name == "cred-ssh"));
     }
 
@@ -521,12 +542,16 @@ mod tests {
             .unwrap();
         assert!(script.contains("[ -e '/workspace/a b' ] ||"), "{script}");
         assert!(script.contains("chmod 644"), "{script}");
-        let tmp = file_deployer_script(&template("/tmp/x"), "/workspace").unwrap().unwrap();
+        let tmp = file_deployer_script(&template("/tmp/x"), "/workspace")
+            .unwrap()
+            .unwrap();
         assert!(!tmp.contains("[ -e"), "{tmp}");
         assert!(file_deployer_script(&template("/etc/x"), "/workspace").is_err());
-        assert!(file_deployer_script(&SandboxTemplateSpec::default(), "/workspace")
-            .unwrap()
-            .is_none());
+        assert!(
+            file_deployer_script(&SandboxTemplateSpec::default(), "/workspace")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -159,28 +159,41 @@ mod tests {
     #[test]
     fn image_pull_back_off_is_permanent_but_err_image_pull_is_not_yet() {
         let waiting = |reason: &str| {
-            pod(serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "sandbox",
+            pod(
+                serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "sandbox",
                 "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"waiting": {"reason": reason, "message": "no such image"}}}]}))
+                "state": {"waiting": {"reason": reason, "message": "no such image"}}}]}),
+            )
         };
-        assert!(matches!(classify(&waiting("ImagePullBackOff")), PodState::Invalid(m) if m.contains("ImagePullBackOff")));
-        assert!(matches!(classify(&waiting("ErrImagePull")), PodState::Starting(_)));
-        assert!(matches!(classify(&waiting("ErrImageNeverPull")), PodState::Invalid(_)));
+        assert!(
+            matches!(classify(&waiting("ImagePullBackOff")), PodState::Invalid(m) if m.contains("ImagePullBackOff"))
+        );
+        assert!(matches!(
+            classify(&waiting("ErrImagePull")),
+            PodState::Starting(_)
+        ));
+        assert!(matches!(
+            classify(&waiting("ErrImageNeverPull")),
+            PodState::Invalid(_)
+        ));
     }
 
     #[test]
     fn ended_pods_and_failed_init_containers_end_the_start() {
-        let failed = pod(serde_json::json!({"phase": "Failed", "initContainerStatuses": [{
+        let failed = pod(
+            serde_json::json!({"phase": "Failed", "initContainerStatuses": [{
             "name": "init-scripts", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}]}));
+            "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}]}),
+        );
         assert_eq!(
             classify(&failed),
             PodState::Ended("container init-scripts exited with code 3 (Error)".into())
         );
         let mut deleting = pod(serde_json::json!({"phase": "Running"}));
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::now(),
-        ));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
         assert_eq!(classify(&deleting), PodState::Gone);
     }
 }

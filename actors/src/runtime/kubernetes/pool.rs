@@ -83,13 +83,19 @@ pub async fn instance_target(
 }
 
 /// The claiming Sandbox (it exists: its actor is the one claiming).
-pub async fn claimant(runtime: &KubernetesRuntime, namespace: &str, name: &str) -> Result<SandboxRef> {
+pub async fn claimant(
+    runtime: &KubernetesRuntime,
+    namespace: &str,
+    name: &str,
+) -> Result<SandboxRef> {
     let object: Sandbox = runtime
         .store
         .get_obj(namespace, name)
         .await
         .map_err(|e| RuntimeError::io("reading the claiming sandbox", std::io::Error::other(e)))?
-        .ok_or_else(|| RuntimeError::NoWorkspace(format!("{namespace}/{name} (claiming sandbox deleted)")))?;
+        .ok_or_else(|| {
+            RuntimeError::NoWorkspace(format!("{namespace}/{name} (claiming sandbox deleted)"))
+        })?;
     Ok(SandboxRef {
         namespace: namespace.to_string(),
         name: name.to_string(),
@@ -144,7 +150,12 @@ pub async fn create_volume(
 /// Hands a claimed instance's running Pod over to the claiming sandbox: its labels (so the
 /// sandbox's NetworkPolicy and port Services select it), its owner, and the pool's NetworkPolicy
 /// removed.
-pub async fn hand_over(runtime: &KubernetesRuntime, target: &Target, id: &SandboxId, pod: &Pod) -> Result<()> {
+pub async fn hand_over(
+    runtime: &KubernetesRuntime,
+    target: &Target,
+    id: &SandboxId,
+    pod: &Pod,
+) -> Result<()> {
     if !pod.labels().contains_key(names::POOLED_LABEL) {
         return Ok(());
     }
@@ -167,8 +178,13 @@ pub async fn hand_over(runtime: &KubernetesRuntime, target: &Target, id: &Sandbo
         .patch(&pod.name_any(), &params, &Patch::Merge(&patch))
         .await
         .map_err(|e| api_error("handing the pool pod over", e))?;
-    if let Some(account) = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()) {
-        let owner = serde_json::json!({"metadata": {"ownerReferences": names::owners(&target.sandbox)}});
+    if let Some(account) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+    {
+        let owner =
+            serde_json::json!({"metadata": {"ownerReferences": names::owners(&target.sandbox)}});
         match runtime
             .api::<ServiceAccount>(namespace)
             .patch(&account, &params, &Patch::Merge(&owner))
@@ -202,7 +218,10 @@ mod tests {
             ..Default::default()
         };
         let pool = SandboxId("pool-minimal-she-0011223344556677".into());
-        assert_eq!(caller(&pool, &spec("warm-pool/minimal-shell")), Some(Caller::Pool("minimal-shell".into())));
+        assert_eq!(
+            caller(&pool, &spec("warm-pool/minimal-shell")),
+            Some(Caller::Pool("minimal-shell".into()))
+        );
         assert_eq!(
             caller(&pool, &spec("team/box")),
             Some(Caller::Claimant("team".into(), "box".into()))

@@ -27,7 +27,11 @@ pub struct PreviewConfig {
 
 /// The selector of a sandbox's port Services.
 pub fn port_selector(sandbox: &str) -> String {
-    format!("{}=true,{}={sandbox}", names::PORT_FORWARD_LABEL, names::SANDBOX_LABEL)
+    format!(
+        "{}=true,{}={sandbox}",
+        names::PORT_FORWARD_LABEL,
+        names::SANDBOX_LABEL
+    )
 }
 
 /// The preview host of a port.
@@ -75,7 +79,12 @@ pub fn port_service(sandbox: &SandboxRef, runtime_id: &str, port: u16) -> Servic
 }
 
 /// The preview Ingress of a forwarded port.
-pub fn port_ingress(sandbox: &SandboxRef, runtime_id: &str, port: u16, preview: &PreviewConfig) -> Option<Ingress> {
+pub fn port_ingress(
+    sandbox: &SandboxRef,
+    runtime_id: &str,
+    port: u16,
+    preview: &PreviewConfig,
+) -> Option<Ingress> {
     let domain = preview.domain.as_deref()?;
     Some(Ingress {
         metadata: metadata(sandbox, runtime_id, port),
@@ -128,7 +137,10 @@ mod tests {
         assert_eq!(labels["agenttier.io/port"], "8080");
         let spec = service.spec.unwrap();
         assert_eq!(spec.selector.unwrap()["agenttier.io/sandbox"], "box");
-        assert_eq!(spec.ports.unwrap()[0].target_port, Some(IntOrString::Int(8080)));
+        assert_eq!(
+            spec.ports.unwrap()[0].target_port,
+            Some(IntOrString::Int(8080))
+        );
     }
 
     #[test]

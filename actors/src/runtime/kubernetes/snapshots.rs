@@ -16,7 +16,11 @@ use crate::runtime::{Result, RuntimeError, SandboxId, SnapshotInfo};
 const BACKUP_KIND: &str = "backup";
 
 fn snapshot_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), namespace, &volumes::volume_snapshot_resource())
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &volumes::volume_snapshot_resource(),
+    )
 }
 
 fn selector(id: &SandboxId, name: Option<&str>) -> String {
@@ -26,7 +30,11 @@ fn selector(id: &SandboxId, name: Option<&str>) -> String {
         names::SNAPSHOT_KIND_LABEL
     );
     if let Some(name) = name {
-        selector.push_str(&format!(",{}={}", names::SNAPSHOT_LABEL, names::snapshot_hash(name)));
+        selector.push_str(&format!(
+            ",{}={}",
+            names::SNAPSHOT_LABEL,
+            names::snapshot_hash(name)
+        ));
     }
     selector
 }
@@ -82,7 +90,11 @@ async fn find(
 }
 
 /// Takes snapshot `name` of a sandbox's workspace.
-pub async fn create(runtime: &KubernetesRuntime, id: &SandboxId, name: &str) -> Result<SnapshotInfo> {
+pub async fn create(
+    runtime: &KubernetesRuntime,
+    id: &SandboxId,
+    name: &str,
+) -> Result<SnapshotInfo> {
     let sandbox = runtime.locate_required(id).await?;
     let namespace = sandbox.namespace.clone();
     let claim = runtime
@@ -92,7 +104,9 @@ pub async fn create(runtime: &KubernetesRuntime, id: &SandboxId, name: &str) -> 
     let (existing_snapshots, existing_claims) =
         find(runtime, &namespace, &selector(id, Some(name))).await?;
     if !existing_snapshots.is_empty() || !existing_claims.is_empty() {
-        return Err(RuntimeError::WorkspaceExists(format!("snapshot {name} of {id}")));
+        return Err(RuntimeError::WorkspaceExists(format!(
+            "snapshot {name} of {id}"
+        )));
     }
     let object = names::snapshot_object(&sandbox.name, name);
     let created_at = k8s_openapi::jiff::Timestamp::now().to_string();
@@ -100,8 +114,14 @@ pub async fn create(runtime: &KubernetesRuntime, id: &SandboxId, name: &str) -> 
     labels.insert(names::SNAPSHOT_LABEL.into(), names::snapshot_hash(name));
     labels.insert(names::SNAPSHOT_KIND_LABEL.into(), BACKUP_KIND.into());
     let mut annotations = BTreeMap::from([
-        (names::SNAPSHOT_NAME_ANNOTATION.to_string(), name.to_string()),
-        (names::SNAPSHOT_TIME_ANNOTATION.to_string(), created_at.clone()),
+        (
+            names::SNAPSHOT_NAME_ANNOTATION.to_string(),
+            name.to_string(),
+        ),
+        (
+            names::SNAPSHOT_TIME_ANNOTATION.to_string(),
+            created_at.clone(),
+        ),
     ]);
     if volumes::snapshot_api_available(&runtime.client).await {
         runtime
@@ -145,7 +165,11 @@ pub async fn create(runtime: &KubernetesRuntime, id: &SandboxId, name: &str) -> 
     let patch = serde_json::json!({"metadata": {"annotations": annotations}});
     runtime
         .api::<PersistentVolumeClaim>(&namespace)
-        .patch(&object, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .patch(
+            &object,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
         .await
         .map_err(|e| api_error("recording the snapshot size", e))?;
     Ok(SnapshotInfo {
@@ -210,7 +234,11 @@ pub async fn restore(
 ) -> Result<()> {
     let sandbox = runtime.locate_required(id).await?;
     let namespace = sandbox.namespace.clone();
-    if runtime.workspace_claim(Some(&namespace), target).await?.is_some() {
+    if runtime
+        .workspace_claim(Some(&namespace), target)
+        .await?
+        .is_some()
+    {
         return Err(RuntimeError::WorkspaceExists(target.to_string()));
     }
     let (snapshots, claims) = find(runtime, &namespace, &selector(id, Some(name))).await?;
@@ -242,7 +270,9 @@ pub async fn restore(
         return runtime.create_claim(&spec).await;
     }
     let Some(snapshot_claim) = claims.first() else {
-        return Err(RuntimeError::NoWorkspace(format!("snapshot {name} of {id}")));
+        return Err(RuntimeError::NoWorkspace(format!(
+            "snapshot {name} of {id}"
+        )));
     };
     runtime.create_claim(&spec).await?;
     runtime
@@ -252,7 +282,11 @@ pub async fn restore(
 }
 
 /// Deletes the VolumeSnapshots matching a selector (nothing when the API is not served).
-pub async fn delete_volume_snapshots(client: &Client, namespace: Option<&str>, selector: &str) -> Result<()> {
+pub async fn delete_volume_snapshots(
+    client: &Client,
+    namespace: Option<&str>,
+    selector: &str,
+) -> Result<()> {
     if !volumes::snapshot_api_available(client).await {
         return Ok(());
     }

@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, TypedLocalObjectReference, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    Pod, PodSpec, TypedLocalObjectReference, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::wait::await_condition;
-use kube::Client;
 
 use super::names;
 use super::pod::{root_context, sh_quote};
@@ -94,11 +93,14 @@ pub fn claim(spec: &ClaimSpec) -> PersistentVolumeClaim {
                 limits: None,
             }),
             storage_class_name: spec.storage_class.clone(),
-            data_source: spec.from_snapshot.clone().map(|name| TypedLocalObjectReference {
-                api_group: Some(SNAPSHOT_GROUP.into()),
-                kind: "VolumeSnapshot".into(),
-                name,
-            }),
+            data_source: spec
+                .from_snapshot
+                .clone()
+                .map(|name| TypedLocalObjectReference {
+                    api_group: Some(SNAPSHOT_GROUP.into()),
+                    kind: "VolumeSnapshot".into(),
+                    name,
+                }),
             ..Default::default()
         }),
         status: None,
@@ -201,7 +203,10 @@ pub fn copy_pod(job: &CopyJob) -> Pod {
                 image: Some(job.image.clone()),
                 image_pull_policy: job.pull_policy.clone(),
                 command: Some(vec!["/bin/sh".into(), "-c".into(), script]),
-                volume_mounts: Some(vec![mount("from", "/from", true), mount("to", "/to", false)]),
+                volume_mounts: Some(vec![
+                    mount("from", "/from", true),
+                    mount("to", "/to", false),
+                ]),
                 security_context: Some(root_context(&[
                     "CHOWN",
                     "DAC_OVERRIDE",
@@ -210,7 +215,10 @@ pub fn copy_pod(job: &CopyJob) -> Pod {
                 ])),
                 ..Default::default()
             }],
-            volumes: Some(vec![volume("from", &job.from, true), volume("to", &job.to, false)]),
+            volumes: Some(vec![
+                volume("from", &job.from, true),
+                volume("to", &job.to, false),
+            ]),
             restart_policy: Some("Never".into()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
@@ -224,7 +232,11 @@ pub fn copy_pod(job: &CopyJob) -> Pod {
 
 /// Runs a copy Pod to completion and returns the bytes copied. The Pod is deleted afterwards,
 /// whatever happened.
-pub async fn run_copy(client: &Client, job: &CopyJob, timeout: Duration) -> Result<u64, RuntimeError> {
+pub async fn run_copy(
+    client: &Client,
+    job: &CopyJob,
+    timeout: Duration,
+) -> Result<u64, RuntimeError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &job.namespace);
     let failed = |what: &str, detail: String| RuntimeError::StartFailed {
         id: job.to.clone(),
@@ -238,7 +250,8 @@ pub async fn run_copy(client: &Client, job: &CopyJob, timeout: Duration) -> Resu
             .and_then(|s| s.phase.as_deref())
             .is_none_or(|phase| matches!(phase, "Succeeded" | "Failed"))
     };
-    let outcome = tokio::time::timeout(timeout, await_condition(pods.clone(), &job.pod_name, done)).await;
+    let outcome =
+        tokio::time::timeout(timeout, await_condition(pods.clone(), &job.pod_name, done)).await;
     let _ = pods
         .delete(&job.pod_name, &DeleteParams::default().grace_period(0))
         .await;
@@ -260,10 +273,9 @@ pub async fn run_copy(client: &Client, job: &CopyJob, timeout: Duration) -> Resu
         .into_iter()
         .find_map(|c| c.state.and_then(|s| s.terminated));
     match (status.phase.as_deref(), terminated) {
-        (Some("Succeeded"), Some(t)) => Ok(t
-            .message
-            .and_then(|m| m.trim().parse().ok())
-            .unwrap_or(0)),
+        (Some("Succeeded"), Some(t)) => {
+            Ok(t.message.and_then(|m| m.trim().parse().ok()).unwrap_or(0))
+        }
         (_, Some(t)) => Err(failed(
             "copy pod",
             format!(
@@ -307,19 +319,36 @@ mod tests {
         assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
         let source = spec.data_source.unwrap();
         assert_eq!(
-            (source.api_group.as_deref(), source.kind.as_str(), source.name.as_str()),
+            (
+                source.api_group.as_deref(),
+                source.kind.as_str(),
+                source.name.as_str()
+            ),
             (Some(SNAPSHOT_GROUP), "VolumeSnapshot", "snap")
         );
-        assert_eq!(size_and_class(&pvc), ("1Gi".into(), Some("fast".into()), true));
+        assert_eq!(
+            size_and_class(&pvc),
+            ("1Gi".into(), Some("fast".into()), true)
+        );
     }
 
     #[test]
     fn snapshots_name_their_source() {
-        let snap = volume_snapshot("s", "team", "box-workspace", Some("csi"), BTreeMap::new(), BTreeMap::new());
+        let snap = volume_snapshot(
+            "s",
+            "team",
+            "box-workspace",
+            Some("csi"),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        );
         let value = serde_json::to_value(&snap).unwrap();
         assert_eq!(value["apiVersion"], "snapshot.storage.k8s.io/v1");
         assert_eq!(value["kind"], "VolumeSnapshot");
-        assert_eq!(value["spec"]["source"]["persistentVolumeClaimName"], "box-workspace");
+        assert_eq!(
+            value["spec"]["source"]["persistentVolumeClaimName"],
+            "box-workspace"
+        );
         assert_eq!(value["spec"]["volumeSnapshotClassName"], "csi");
     }
 
@@ -339,12 +368,22 @@ mod tests {
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("knode"));
         let volumes = spec.volumes.unwrap();
-        assert_eq!(volumes[0].persistent_volume_claim.as_ref().unwrap().read_only, Some(true));
+        assert_eq!(
+            volumes[0]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .read_only,
+            Some(true)
+        );
         let container = &spec.containers[0];
         assert!(container.command.as_ref().unwrap()[2].contains("cp -a /from/. /to/"));
         let sc = container.security_context.clone().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
-        assert_eq!(pod.metadata.labels.unwrap()["agenttier.io/component"], "copy");
+        assert_eq!(
+            pod.metadata.labels.unwrap()["agenttier.io/component"],
+            "copy"
+        );
     }
 }

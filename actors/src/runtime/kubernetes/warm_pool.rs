@@ -27,7 +27,8 @@ pub fn parse(config_map: &ConfigMap) -> Option<Result<WarmPoolConfig, String>> {
 /// pool. Runs until dropped.
 pub async fn follow(client: Client, namespace: String, pool: WarmPoolRef) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={WARM_POOL_CONFIG_MAP}"));
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={WARM_POOL_CONFIG_MAP}"));
     let mut events = watcher(api, config).default_backoff().boxed();
     let mut applied: Option<WarmPoolConfig> = None;
     while let Some(event) = events.next().await {
@@ -48,7 +49,10 @@ pub async fn follow(client: Client, namespace: String, pool: WarmPoolRef) {
             Some(Ok(config)) if applied.as_ref() == Some(&config) => {}
             Some(Ok(config)) => match pool.configure(config.clone()).await {
                 Ok(()) => {
-                    tracing::info!(pools = config.pools.len(), "warm pool reconfigured from its ConfigMap");
+                    tracing::info!(
+                        pools = config.pools.len(),
+                        "warm pool reconfigured from its ConfigMap"
+                    );
                     applied = Some(config);
                 }
                 Err(error) => tracing::warn!(%error, "the warm pool refused its ConfigMap"),
@@ -73,9 +77,11 @@ mod tests {
 
     #[test]
     fn the_contract_shapes_parse() {
-        let pools = parse(&config_map(Some(r#"{"pools":[{"template":"minimal-shell","desiredCount":2}]}"#)))
-            .unwrap()
-            .unwrap();
+        let pools = parse(&config_map(Some(
+            r#"{"pools":[{"template":"minimal-shell","desiredCount":2}]}"#,
+        )))
+        .unwrap()
+        .unwrap();
         assert_eq!(pools.desired("minimal-shell"), 2);
         let legacy = parse(&config_map(Some(r#"{"template":"t","desiredCount":1}"#)))
             .unwrap()

@@ -42,12 +42,12 @@ pub use config::{
 };
 
 use super::{
-    ExecOutput, ExecRequest, Liveness, Result, Runtime, RuntimeError, RuntimeInstance, RuntimeSpec,
-    SandboxId, SnapshotInfo, WorkspaceSeed,
-};
-use super::{
     ArchiveFormat, ByteStream, DirListing, FileDownload, PortConnection, PtyRequest, PtySession,
     UnpackSummary,
+};
+use super::{
+    ExecOutput, ExecRequest, Liveness, Result, Runtime, RuntimeError, RuntimeInstance, RuntimeSpec,
+    SandboxId, SnapshotInfo, WorkspaceSeed,
 };
 use bwrap::{BwrapPlan, RootFs};
 use cgroup::{CgroupSupport, Limits, SandboxCgroup};
@@ -502,7 +502,9 @@ impl Runtime for LocalRuntime {
 
     async fn open_pty(&self, id: &SandboxId, request: PtyRequest) -> Result<PtySession> {
         let paths = self.layout.sandbox(id)?;
-        AgentClient::new(&id.0, &paths.socket).open_pty(request).await
+        AgentClient::new(&id.0, &paths.socket)
+            .open_pty(request)
+            .await
     }
 
     async fn list_dir(&self, id: &SandboxId, path: &str) -> Result<DirListing> {

@@ -11,6 +11,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::store::{ApiKeyRecord, StoreError};
+use kube::api::{DeleteParams, ListParams, PostParams};
+
+use super::objects::{self, map_error};
+use super::{KubernetesStore, api_keys};
+use crate::store::Result;
 
 /// Prefix of every API key Secret; the rest is the first 40 hex chars of the key's hash.
 pub const SECRET_PREFIX: &str = "agenttier-apikey-";
@@ -74,10 +79,7 @@ pub fn to_secret(record: &ApiKeyRecord, namespace: &str) -> Result<Secret, Store
             "keyHash".to_string(),
             ByteString(record.key_hash.clone().into_bytes()),
         ),
-        (
-            "record".to_string(),
-            ByteString(serde_json::to_vec(&json)?),
-        ),
+        ("record".to_string(), ByteString(serde_json::to_vec(&json)?)),
     ]);
     Ok(Secret {
         metadata: ObjectMeta {
@@ -115,6 +117,85 @@ pub fn from_secret(secret: &Secret) -> Result<ApiKeyRecord, StoreError> {
         map.entry("createdAt").or_insert_with(|| "".into());
     }
     Ok(serde_json::from_value(json)?)
+}
+
+impl KubernetesStore {
+    pub(super) async fn put_key_secret(&self, record: ApiKeyRecord) -> Result<()> {
+        let secret = api_keys::to_secret(&record, &self.config.install_namespace)?;
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let api = self.secrets();
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(objects::api_status(&e), Some((409, "AlreadyExists"))) => {
+                let current = api
+                    .get(&name)
+                    .await
+                    .map_err(|e| map_error(e, "Secret", &name, None))?;
+                let mut replacement = secret;
+                replacement.metadata.resource_version = current.metadata.resource_version;
+                api.replace(&name, &PostParams::default(), &replacement)
+                    .await
+                    .map_err(|e| map_error(e, "Secret", &name, None))?;
+                Ok(())
+            }
+            Err(e) => Err(map_error(e, "Secret", &name, None)),
+        }
+    }
+
+    pub(super) async fn get_key_secret(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let Some(name) = api_keys::secret_name(key_hash) else {
+            return Ok(None);
+        };
+        let found = self
+            .secrets()
+            .get_opt(&name)
+            .await
+            .map_err(|e| map_error(e, "Secret", &name, None))?;
+        match found {
+            Some(secret) => Ok(Some(api_keys::from_secret(&secret)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn list_key_secrets(
+        &self,
+        user_id: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>> {
+        let mut selector = api_keys::API_KEY_SELECTOR.to_string();
+        if let Some(user) = user_id {
+            selector.push_str(&format!(
+                ",{}={}",
+                api_keys::USER_LABEL,
+                api_keys::sanitize_label(user)
+            ));
+        }
+        let secrets = self
+            .secrets()
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| map_error(e, "Secret", "", None))?;
+        let mut records = Vec::new();
+        for secret in &secrets.items {
+            match api_keys::from_secret(secret) {
+                Ok(record) if user_id.is_none_or(|u| record.user_id == u) => records.push(record),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "skipping an unreadable API key Secret"),
+            }
+        }
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(records)
+    }
+
+    pub(super) async fn delete_key_secret(&self, id: &str) -> Result<bool> {
+        if !id.starts_with(api_keys::SECRET_PREFIX) {
+            return Ok(false);
+        }
+        match self.secrets().delete(id, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(e) if objects::is_not_found(&e) => Ok(false),
+            Err(e) => Err(map_error(e, "Secret", id, None)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -162,7 +243,13 @@ mod tests {
         assert_eq!(json["actionGroups"][0], "run-command");
         assert!(json.get("id").is_none() && json.get("isAdmin").is_none());
         let back = from_secret(&secret).unwrap();
-        assert_eq!(back, ApiKeyRecord { id: name, ..record() });
+        assert_eq!(
+            back,
+            ApiKeyRecord {
+                id: name,
+                ..record()
+            }
+        );
     }
 
     #[test]
@@ -177,7 +264,10 @@ mod tests {
             },
             data: Some(BTreeMap::from([
                 ("keyHash".into(), ByteString("b".repeat(64).into_bytes())),
-                ("record".into(), ByteString(serde_json::to_vec(&go_record).unwrap())),
+                (
+                    "record".into(),
+                    ByteString(serde_json::to_vec(&go_record).unwrap()),
+                ),
             ])),
             ..Default::default()
         };

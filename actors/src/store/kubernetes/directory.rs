@@ -58,7 +58,9 @@ impl SandboxDirectory {
 
     /// The Sandbox of a runtime id, if it was seen.
     pub fn lookup(&self, runtime_id: &str) -> Option<SandboxRef> {
-        self.by_runtime_id.get(runtime_id).map(|r| r.value().clone())
+        self.by_runtime_id
+            .get(runtime_id)
+            .map(|r| r.value().clone())
     }
 
     /// The uid of the Sandbox last seen under this name.

@@ -11,6 +11,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::store::{EventFilter, EventRecord, EventType};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+use super::objects::{self, map_error};
+use super::{KubernetesStore, PAGE_SIZE, events};
+use crate::store::{Result, Store, StoreError};
 
 /// Annotation with the event's RFC 3339 time at nanosecond precision.
 pub const TIMESTAMP_ANNOTATION: &str = "agenttier.io/timestamp";
@@ -169,6 +174,106 @@ pub fn sort_newest_first(records: &mut [EventRecord]) {
     });
 }
 
+impl KubernetesStore {
+    pub(super) async fn append_core_event(&self, event: EventRecord) -> Result<()> {
+        let uid = match self.directory.uid_of(&event.namespace, &event.object_name) {
+            Some(uid) => Some(uid),
+            None if event.object_kind == "Sandbox" && !event.namespace.is_empty() => self
+                .get("Sandbox", &event.namespace, &event.object_name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|v| v["metadata"]["uid"].as_str().map(str::to_string)),
+            None => None,
+        };
+        let object = events::to_event(&event, uid);
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        Api::<Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| map_error(e, "Event", &event.object_name, None))?;
+        Ok(())
+    }
+
+    pub(super) async fn list_core_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        let api: Api<Event> = match &filter.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        let selector = events::field_selector(filter);
+        if !selector.is_empty() {
+            params = params.fields(&selector);
+        }
+        let mut records = Vec::new();
+        loop {
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| map_error(e, "Event", "", None))?;
+            records.extend(
+                page.items
+                    .iter()
+                    .filter_map(events::from_event)
+                    .filter(|r| events::matches(r, filter)),
+            );
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        events::sort_newest_first(&mut records);
+        records.truncate(filter.limit.unwrap_or(100));
+        Ok(records)
+    }
+
+    /// Deletes AgentTier's Events older than `before` (the apiserver's own `--event-ttl`, one
+    /// hour by default, usually removes them first).
+    pub(super) async fn prune_core_events(&self, before: &str) -> Result<u64> {
+        let Ok(cutoff) = before.parse::<k8s_openapi::jiff::Timestamp>() else {
+            return Err(StoreError::Invalid(format!(
+                "{before:?} is not an RFC 3339 time"
+            )));
+        };
+        let api: Api<Event> = Api::all(self.client.clone());
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        let mut deleted = 0;
+        loop {
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| map_error(e, "Event", "", None))?;
+            for event in &page.items {
+                let old = events::from_event(event).is_some_and(|r| {
+                    r.timestamp
+                        .parse::<k8s_openapi::jiff::Timestamp>()
+                        .is_ok_and(|t| t < cutoff)
+                });
+                let (Some(ns), Some(name)) = (&event.metadata.namespace, &event.metadata.name)
+                else {
+                    continue;
+                };
+                if !old {
+                    continue;
+                }
+                match Api::<Event>::namespaced(self.client.clone(), ns)
+                    .delete(name, &DeleteParams::default())
+                    .await
+                {
+                    Ok(_) => deleted += 1,
+                    Err(e) if objects::is_not_found(&e) => {}
+                    Err(e) => return Err(map_error(e, "Event", name, None)),
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        Ok(deleted)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -203,7 +308,13 @@ mod tests {
         let mut stored = event.clone();
         stored.metadata.resource_version = Some("42".into());
         let back = from_event(&stored).unwrap();
-        assert_eq!(back, EventRecord { id: 42, ..record("alice") });
+        assert_eq!(
+            back,
+            EventRecord {
+                id: 42,
+                ..record("alice")
+            }
+        );
         let controller = to_event(&record(CONTROLLER_COMPONENT), None);
         assert_eq!(
             controller.source.unwrap().component.as_deref(),
@@ -245,13 +356,34 @@ mod tests {
         r.id = 10;
         let f = |filter: EventFilter| matches(&r, &filter);
         assert!(f(EventFilter::default()));
-        assert!(f(EventFilter { actor: Some("alice".into()), ..Default::default() }));
-        assert!(!f(EventFilter { actor: Some("bob".into()), ..Default::default() }));
-        assert!(f(EventFilter { since: Some("2025-01-02T03:04:05Z".into()), ..Default::default() }));
-        assert!(!f(EventFilter { since: Some("2025-01-02T03:04:06Z".into()), ..Default::default() }));
-        assert!(!f(EventFilter { until: Some("2025-01-02T03:04:05Z".into()), ..Default::default() }));
-        assert!(!f(EventFilter { before_id: Some(10), ..Default::default() }));
-        assert!(f(EventFilter { before_id: Some(11), ..Default::default() }));
+        assert!(f(EventFilter {
+            actor: Some("alice".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            actor: Some("bob".into()),
+            ..Default::default()
+        }));
+        assert!(f(EventFilter {
+            since: Some("2025-01-02T03:04:05Z".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            since: Some("2025-01-02T03:04:06Z".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            until: Some("2025-01-02T03:04:05Z".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            before_id: Some(10),
+            ..Default::default()
+        }));
+        assert!(f(EventFilter {
+            before_id: Some(11),
+            ..Default::default()
+        }));
         assert_eq!(
             field_selector(&EventFilter {
                 object_name: Some("box".into()),

@@ -25,9 +25,7 @@ impl StoredKind {
     /// cluster-scoped kind).
     pub fn api(&self, client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
-            Some(ns) if self.namespaced => {
-                Api::namespaced_with(client.clone(), ns, &self.resource)
-            }
+            Some(ns) if self.namespaced => Api::namespaced_with(client.clone(), ns, &self.resource),
             _ => Api::all_with(client.clone(), &self.resource),
         }
     }
@@ -87,7 +85,10 @@ pub fn identity(object: &Value) -> Result<(String, String), StoreError> {
 /// A document as a `DynamicObject` with `apiVersion` and `kind` set.
 pub fn to_dynamic(kind: &StoredKind, mut object: Value) -> Result<DynamicObject, StoreError> {
     if let Some(map) = object.as_object_mut() {
-        map.insert("apiVersion".into(), kind.resource.api_version.clone().into());
+        map.insert(
+            "apiVersion".into(),
+            kind.resource.api_version.clone().into(),
+        );
         map.insert("kind".into(), kind.kind.into());
     }
     Ok(serde_json::from_value(object)?)

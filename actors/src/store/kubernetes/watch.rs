@@ -150,10 +150,22 @@ mod tests {
     fn added_modified_and_duplicates() {
         let mut t = WatchTranslator::default();
         let k = "Sandbox";
-        assert_eq!(types(&t.translate(k, watcher::Event::Apply(obj("a", "1", false)))), [WatchEventType::Added]);
-        assert!(t.translate(k, watcher::Event::Apply(obj("a", "1", false))).is_empty());
-        assert_eq!(types(&t.translate(k, watcher::Event::Apply(obj("a", "2", false)))), [WatchEventType::Modified]);
-        assert_eq!(types(&t.translate(k, watcher::Event::Delete(obj("a", "3", false)))), [WatchEventType::Deleted]);
+        assert_eq!(
+            types(&t.translate(k, watcher::Event::Apply(obj("a", "1", false)))),
+            [WatchEventType::Added]
+        );
+        assert!(
+            t.translate(k, watcher::Event::Apply(obj("a", "1", false)))
+                .is_empty()
+        );
+        assert_eq!(
+            types(&t.translate(k, watcher::Event::Apply(obj("a", "2", false)))),
+            [WatchEventType::Modified]
+        );
+        assert_eq!(
+            types(&t.translate(k, watcher::Event::Delete(obj("a", "3", false)))),
+            [WatchEventType::Deleted]
+        );
     }
 
     #[test]
@@ -161,11 +173,23 @@ mod tests {
         let mut t = WatchTranslator::default();
         let k = "Sandbox";
         t.translate(k, watcher::Event::Apply(obj("a", "1", false)));
-        assert_eq!(types(&t.translate(k, watcher::Event::Apply(obj("a", "2", true)))), [WatchEventType::Deleted]);
-        assert!(t.translate(k, watcher::Event::Apply(obj("a", "3", true))).is_empty());
-        assert!(t.translate(k, watcher::Event::Delete(obj("a", "4", true))).is_empty());
+        assert_eq!(
+            types(&t.translate(k, watcher::Event::Apply(obj("a", "2", true)))),
+            [WatchEventType::Deleted]
+        );
+        assert!(
+            t.translate(k, watcher::Event::Apply(obj("a", "3", true)))
+                .is_empty()
+        );
+        assert!(
+            t.translate(k, watcher::Event::Delete(obj("a", "4", true)))
+                .is_empty()
+        );
         // seen for the first time while being deleted: also Deleted, never Added
-        assert_eq!(types(&t.translate(k, watcher::Event::Apply(obj("b", "5", true)))), [WatchEventType::Deleted]);
+        assert_eq!(
+            types(&t.translate(k, watcher::Event::Apply(obj("b", "5", true)))),
+            [WatchEventType::Deleted]
+        );
     }
 
     #[test]
@@ -174,10 +198,19 @@ mod tests {
         let k = "Sandbox";
         t.translate(k, watcher::Event::Apply(obj("a", "1", false)));
         t.translate(k, watcher::Event::Apply(obj("b", "1", false)));
-        t.translate("SandboxTemplate", watcher::Event::Apply(obj("t", "1", false)));
+        t.translate(
+            "SandboxTemplate",
+            watcher::Event::Apply(obj("t", "1", false)),
+        );
         assert!(t.translate(k, watcher::Event::Init).is_empty());
-        assert!(t.translate(k, watcher::Event::InitApply(obj("a", "1", false))).is_empty());
-        assert_eq!(types(&t.translate(k, watcher::Event::InitApply(obj("c", "9", false)))), [WatchEventType::Added]);
+        assert!(
+            t.translate(k, watcher::Event::InitApply(obj("a", "1", false)))
+                .is_empty()
+        );
+        assert_eq!(
+            types(&t.translate(k, watcher::Event::InitApply(obj("c", "9", false)))),
+            [WatchEventType::Added]
+        );
         let done = t.translate(k, watcher::Event::InitDone);
         assert_eq!(types(&done), [WatchEventType::Deleted]);
         assert_eq!(done[0].object["metadata"]["name"], "b");
