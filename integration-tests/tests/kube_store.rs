@@ -226,7 +226,7 @@ async fn events_are_core_events_that_kubectl_describe_shows() {
         .append_event(record(
             "Creating",
             "agenttier-controller",
-            "2030-01-01T00:00:01.000000001Z",
+            "2000-01-01T00:00:01.000000001Z",
         ))
         .await
         .unwrap();
@@ -234,12 +234,12 @@ async fn events_are_core_events_that_kubectl_describe_shows() {
         .append_event(record(
             "Running",
             "agenttier-controller",
-            "2030-01-01T00:00:02Z",
+            "2000-01-01T00:00:02Z",
         ))
         .await
         .unwrap();
     store
-        .append_event(record("Stopped", "alice", "2030-01-01T00:00:03Z"))
+        .append_event(record("Stopped", "alice", "2000-01-01T00:00:03Z"))
         .await
         .unwrap();
 
@@ -272,7 +272,7 @@ async fn events_are_core_events_that_kubectl_describe_shows() {
     let reasons: Vec<_> = all.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["Stopped", "Running", "Creating"], "newest first");
     assert_eq!(
-        all[2].timestamp, "2030-01-01T00:00:01.000000001Z",
+        all[2].timestamp, "2000-01-01T00:00:01.000000001Z",
         "exact time kept"
     );
     let by_actor = store
@@ -309,7 +309,7 @@ async fn events_are_core_events_that_kubectl_describe_shows() {
     assert!(out.contains("agenttier-controller"), "{out}");
 
     assert_eq!(
-        store.prune_events("2030-01-01T00:00:02.5Z").await.unwrap(),
+        store.prune_events("2000-01-01T00:00:02.5Z").await.unwrap(),
         2
     );
     let left = store

@@ -5,8 +5,8 @@
 #  1. vendored modern-go/reflect2 v1.0.1 crashes on the first custom resource under Go >= 1.18:
 #     replaced by Debian's v1.0.2.
 #  2. vendored kube-openapi's type validator treats any value equal to its type's zero value as
-#     null (`reflect.DeepEqual` of two reflect.Values). Since Go 1.19 an empty string, 0 or false
-#     in an interface and reflect.Zero share runtime.zeroVal, so `""` inside custom resource
+#     null (`reflect.DeepEqual` of two reflect.Values). Under Go 1.19 an empty string in an
+#     interface and reflect.Zero share runtime.zeroVal, so `""` inside custom resource
 #     arrays (a Condition's message, an EnvVar's value) is refused as "must be of type string:
 #     null". Upstream kube-openapi checks `data == nil` only; so does this patch.
 set -euo pipefail

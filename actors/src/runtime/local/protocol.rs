@@ -414,7 +414,8 @@ mod tests {
 
     #[tokio::test]
     async fn streaming_frames_round_trip() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        // Large enough for every frame below: they are all written before any is read.
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
         let chunks = [
             Chunk::Data {
                 data: vec![0, 1, 2, 255],

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use serde_json::Value;
 
-/// The annotation holding the runtime id of a sandbox whose workspace exists before the object
-/// (clones); the same string as `sandbox::RUNTIME_ID_ANNOTATION`.
-pub const RUNTIME_ID_ANNOTATION: &str = "agenttier.io/runtime-id";
+pub use crate::sandbox::RUNTIME_ID_ANNOTATION;
 
 /// Where a sandbox lives in the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
