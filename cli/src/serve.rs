@@ -69,7 +69,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("cannot start the actor system")?;
     if let Some(cluster) = cluster.as_mut() {
-        cluster.start_background(system.control.warm_pool.clone());
+        cluster.start_background(system.control.clone());
     }
     let state = AppState {
         control: system.control.clone(),

@@ -286,7 +286,32 @@ async fn kubectl_apply_and_delete_take_the_same_path() {
         "the controller added the finalizer"
     );
 
-    // A stop written as the contract's annotation is not part of this path; a kubectl delete is.
+    // The contract's stop signal, set with kubectl: stopped by the actor, the annotation consumed.
+    let (ok, _, err) = kubectl(
+        NODE,
+        &[
+            "annotate",
+            "sandbox",
+            "declared",
+            "-n",
+            &ns.name,
+            "agenttier.io/action=stop",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let stopped = server.wait_phase("declared", "Stopped", START).await;
+    assert_eq!(stopped["podName"], "");
+    let object = sandboxes.get("declared").await.unwrap();
+    assert!(!object.annotations().contains_key("agenttier.io/action"));
+    let (ok, described, _) = kubectl(
+        NODE,
+        &["describe", "sandbox", "declared", "-n", &ns.name],
+        None,
+    );
+    assert!(ok && described.contains("Stopped"), "{described}");
+
+    // kubectl delete goes through the finalizer.
     let (ok, _, err) = kubectl(
         NODE,
         &[

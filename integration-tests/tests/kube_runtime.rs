@@ -626,6 +626,7 @@ async fn the_controller_finalizes_kubectl_deletes_and_publishes_ports() {
             ingress_class: None,
         },
         namespace: Some(ns.name.clone()),
+        control: None,
     });
     let controller = tokio::spawn(controller::run(context));
     let sandboxes: Api<agenttier_crds::Sandbox> = Api::namespaced(client.clone(), &ns.name);

@@ -270,6 +270,16 @@ fn replace_in(tx: &rusqlite::Transaction<'_>, kind: &str, mut object: Value) -> 
     Ok(object)
 }
 
+/// An event time as stored: RFC 3339 UTC with exactly nine fractional digits, whatever the
+/// writer sent (`…:05Z`, `…:05.5+01:00`), so time ranges and retention can compare them as
+/// strings. A time that does not parse is kept as written.
+fn canonical_time(timestamp: &str) -> String {
+    timestamp
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .map(|t| format!("{t:.9}"))
+        .unwrap_or_else(|_| timestamp.to_string())
+}
+
 /// Appends one event (a transaction derefs to the connection, so this works inside one too).
 fn insert_event(conn: &Connection, event: &EventRecord) -> Result<()> {
     conn.prepare_cached(
@@ -278,7 +288,7 @@ fn insert_event(conn: &Connection, event: &EventRecord) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        event.timestamp,
+        canonical_time(&event.timestamp),
         event.namespace,
         event.object_kind,
         event.object_name,
@@ -667,6 +677,19 @@ mod tests {
             b["metadata"]["resourceVersion"], "2",
             "counter continues after reopen"
         );
+    }
+
+    #[test]
+    fn event_times_are_stored_fixed_width() {
+        assert_eq!(
+            canonical_time("2025-01-02T04:04:05.5+01:00"),
+            "2025-01-02T03:04:05.500000000Z"
+        );
+        assert_eq!(
+            canonical_time("2025-01-02T03:04:05Z"),
+            "2025-01-02T03:04:05.000000000Z"
+        );
+        assert_eq!(canonical_time("garbage"), "garbage");
     }
 
     #[tokio::test]

@@ -116,6 +116,10 @@ pub fn route_scope<'a>(method: &Method, pattern: &str, path: &'a str) -> RouteSc
         ("POST", ["exec"]) => RUN_COMMAND,
         ("GET", ["files", ..]) | ("GET", ["archive"]) => FILES_READ,
         ("PUT", ["files", file, ..]) if !file.is_empty() => FILES_WRITE,
+        // Beyond the contract's map: the multi-file upload writes files, and a terminal ticket
+        // opens a shell (the same group the terminal WebSocket itself needs).
+        ("POST", ["files-upload"]) => FILES_WRITE,
+        ("POST", ["terminal-ticket"]) => TERMINAL_ACTION,
         ("GET" | "POST", ["ports"]) | ("DELETE", ["ports", _]) => PORTS,
         ("POST", ["configure"]) | ("GET", ["configure", "install-log"]) => AGENT_CONFIGURE,
         ("POST", ["invoke"]) | ("POST", ["invoke", "cancel"]) => AGENT_INVOKE,
@@ -305,5 +309,37 @@ mod tests {
         assert!(authorize_sandbox_action(&key, "box", TERMINAL_ACTION).is_ok());
         assert!(authorize_sandbox_action(&key, "other", TERMINAL_ACTION).is_err());
         assert!(authorize_sandbox_action(&scoped(&[STOP]), "box", TERMINAL_ACTION).is_err());
+    }
+}
+
+#[cfg(test)]
+mod beyond_contract_tests {
+    use super::*;
+
+    #[test]
+    fn uploads_and_terminal_tickets_have_action_groups() {
+        let post = Method::POST;
+        assert_eq!(
+            route_scope(
+                &post,
+                "/api/v1/sandboxes/{id}/files-upload",
+                "/api/v1/sandboxes/a/files-upload"
+            ),
+            RouteScope::Sandbox {
+                id: "a",
+                action: FILES_WRITE
+            }
+        );
+        assert_eq!(
+            route_scope(
+                &post,
+                "/api/v1/sandboxes/{id}/terminal-ticket",
+                "/api/v1/sandboxes/a/terminal-ticket"
+            ),
+            RouteScope::Sandbox {
+                id: "a",
+                action: RUN_COMMAND
+            }
+        );
     }
 }

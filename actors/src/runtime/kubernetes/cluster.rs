@@ -14,8 +14,8 @@ use super::controller::{self, ControllerContext};
 use super::crds::{self, CrdError};
 use super::ports::PreviewConfig;
 use super::{KubernetesRuntime, KubernetesRuntimeConfig, warm_pool};
+use crate::ControlPlane;
 use crate::leader::{LeaderElectionConfig, LeaderElector, while_leader};
-use crate::pool::WarmPoolRef;
 use crate::runtime::Runtime;
 use crate::store::kubernetes::{KubernetesStore, KubernetesStoreConfig};
 use crate::store::{Store, StoreError};
@@ -131,13 +131,15 @@ impl Cluster {
 
     /// Starts leader election with the Sandbox controller behind it, and the warm pool's
     /// ConfigMap follower (on every replica: each serves the pool's API).
-    pub fn start_background(&mut self, warm_pool: WarmPoolRef) {
+    pub fn start_background(&mut self, control: ControlPlane) {
+        let warm_pool = control.warm_pool.clone();
         let context = Arc::new(ControllerContext {
             client: self.client.clone(),
             runtime: self.runtime.clone(),
             store: self.store.clone(),
             preview: self.options.preview.clone(),
             namespace: self.options.store.watch_namespace.clone(),
+            control: Some(control),
         });
         if self.options.leader_election {
             let config = LeaderElectionConfig::new(

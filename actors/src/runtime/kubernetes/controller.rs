@@ -2,8 +2,9 @@
 //! Sandbox whichever replica's actor owns it, or when no actor does.
 //!
 //! - **Apply**: make sure the finalizer `agenttier.io/sandbox-cleanup` is on (a Sandbox written
-//!   by `kubectl apply` has none), and make the port Services and preview Ingresses follow
-//!   `status.forwardedPorts`.
+//!   by `kubectl apply` has none), act on the contract's stop signal (the annotation
+//!   `agenttier.io/action=stop`, removed once seen) through the sandbox's actor, and make the port
+//!   Services and preview Ingresses follow `status.forwardedPorts`.
 //! - **Cleanup** (a `deletionTimestamp`, e.g. `kubectl delete sandbox`): remove every object of
 //!   the sandbox through the runtime, record the `Deleted` event (unless the REST delete path,
 //!   which writes phase `Deleting` first, records its own), then let the finalizer go.
@@ -45,7 +46,12 @@ pub struct ControllerContext {
     pub preview: PreviewConfig,
     /// Only Sandboxes of this namespace (`None`: every namespace).
     pub namespace: Option<String>,
+    /// The actors, for the stop annotation (`None`: the annotation is left alone).
+    pub control: Option<crate::ControlPlane>,
 }
+
+/// The annotation kubectl users set to stop a sandbox (contract §7.4).
+pub const ACTION_ANNOTATION: &str = "agenttier.io/action";
 
 /// Why a reconcile step failed.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +133,7 @@ pub fn error_policy(
 }
 
 async fn apply(sandbox: &Sandbox, ctx: &ControllerContext) -> Result<Action, StepError> {
+    stop_if_asked(sandbox, ctx).await?;
     sync_ports(sandbox, ctx).await?;
     Ok(Action::requeue(RESYNC))
 }
@@ -148,6 +155,38 @@ async fn cleanup(sandbox: &Sandbox, ctx: &ControllerContext) -> Result<Action, S
         ctx.store.append_event(record).await?;
     }
     Ok(Action::await_change())
+}
+
+/// `agenttier.io/action=stop`: the annotation is removed (so it acts once) and a Running
+/// sandbox is stopped by its actor, as `POST /stop` would, with `kubectl` as the actor.
+async fn stop_if_asked(sandbox: &Sandbox, ctx: &ControllerContext) -> Result<(), StepError> {
+    let Some(control) = &ctx.control else {
+        return Ok(());
+    };
+    if sandbox
+        .annotations()
+        .get(ACTION_ANNOTATION)
+        .map(String::as_str)
+        != Some("stop")
+    {
+        return Ok(());
+    }
+    let api: Api<Sandbox> =
+        Api::namespaced(ctx.client.clone(), &sandbox.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {ACTION_ANNOTATION: null}}});
+    api.patch(
+        &sandbox.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    if sandbox.phase() == Some(SandboxPhase::Running) {
+        let key = crate::sandbox::SandboxKey::of(sandbox);
+        if let Err(error) = control.stop(&key, "kubectl").await {
+            tracing::warn!(sandbox = %key, %error, "the stop annotation could not stop the sandbox");
+        }
+    }
+    Ok(())
 }
 
 /// Creates the Services (and Ingresses) of the forwarded ports and deletes those of ports no
