@@ -74,15 +74,6 @@ impl Timers {
     }
 }
 
-/// How a start came about; only a brand-new sandbox may claim from the warm pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StartKind {
-    /// The first start of a new sandbox.
-    First,
-    /// A resume, a restart after a crash, or a start interrupted by a control-plane restart.
-    Again,
-}
-
 /// What resolving the template yields for one start.
 struct Resolved {
     spec: RuntimeSpec,
@@ -343,17 +334,20 @@ impl SandboxState {
         actor: &str,
         change: impl Fn(&mut SandboxStatus) + Send + Sync,
     ) -> Result<()> {
-        self.transition_with(phase, message, event, actor, |_| {}, change)
+        self.transition_with(phase, message, event, actor, Vec::new(), |_| {}, change)
             .await
     }
 
-    /// [`Self::transition`] that also edits the object's metadata in the same write.
+    /// [`Self::transition`] that also edits the object's metadata and records `earlier` events
+    /// before the transition's own, all in the same write.
+    #[allow(clippy::too_many_arguments)]
     async fn transition_with(
         &mut self,
         phase: SandboxPhase,
         message: &str,
         event: (&str, EventType, String),
         actor: &str,
+        mut earlier: Vec<EventRecord>,
         metadata: impl Fn(&mut Sandbox) + Send + Sync,
         change: impl Fn(&mut SandboxStatus) + Send + Sync,
     ) -> Result<()> {
@@ -363,7 +357,7 @@ impl SandboxState {
             other => status::ready_reason(other),
         };
         let (reason, event_type, text) = event;
-        let record = self.record(reason, event_type, text, actor);
+        earlier.push(self.record(reason, event_type, text, actor));
         self.save_with_events(
             |sandbox| {
                 metadata(sandbox);
@@ -380,7 +374,7 @@ impl SandboxState {
                     generation,
                 );
             },
-            vec![record],
+            earlier,
         )
         .await?;
         tracing::info!(sandbox = %self.key, phase = %phase, reason, "sandbox transition");
@@ -395,6 +389,9 @@ impl SandboxState {
     async fn reconcile(&mut self) -> Result<()> {
         match self.phase() {
             None => {
+                if self.claimable() && self.warm_start().await? {
+                    return Ok(());
+                }
                 let event = (
                     "Creating",
                     EventType::Normal,
@@ -407,9 +404,9 @@ impl SandboxState {
                     }
                 })
                 .await?;
-                self.start(CONTROLLER, StartKind::First).await
+                self.start(CONTROLLER).await
             }
-            Some(SandboxPhase::Creating) => self.start(CONTROLLER, StartKind::Again).await,
+            Some(SandboxPhase::Creating) => self.start(CONTROLLER).await,
             Some(SandboxPhase::Running) => self.readopt().await,
             Some(SandboxPhase::Deleting) => self.finish_delete(CONTROLLER).await,
             Some(SandboxPhase::Error) => {
@@ -453,7 +450,7 @@ impl SandboxState {
                     |_| {},
                 )
                 .await?;
-                self.start(CONTROLLER, StartKind::Again).await
+                self.start(CONTROLLER).await
             }
         }
     }
@@ -493,7 +490,7 @@ impl SandboxState {
         }))
     }
 
-    /// Whether a first start may take a pre-started instance: not a clone or restore (their
+    /// Whether a new sandbox may take a pre-started instance: not a clone or restore (their
     /// workspace exists already) and made from a ClusterSandboxTemplate (what pools hold).
     fn claimable(&self) -> bool {
         !self
@@ -504,31 +501,42 @@ impl SandboxState {
             && self.sandbox.spec.template_ref.is_cluster()
     }
 
-    /// Resolves the template, claims a warm instance or prepares the workspace, starts the
-    /// runtime and records the outcome. A sandbox-level failure is never an `Err`: a permanent
-    /// one becomes phase Error, a transient one a restart with backoff.
-    async fn start(&mut self, actor: &str, kind: StartKind) -> Result<()> {
+    /// The first reconcile of a new sandbox tries the warm pool: on a claim it goes to Running
+    /// in one write that records both `Creating` and `Running` (nothing slow happens between
+    /// them). Returns false, having written nothing, when there is no matching instance or the
+    /// template does not resolve (the ordinary path then reports why).
+    async fn warm_start(&mut self) -> Result<bool> {
+        let begun = Instant::now();
+        let Ok(resolved) = self.resolve().await? else {
+            return Ok(false);
+        };
+        let template = self.sandbox.spec.template_ref.name.clone();
+        let Some(claimed) = self.deps.pool.claim(&template, &resolved.spec).await else {
+            return Ok(false);
+        };
+        match self.deps.runtime.start(&claimed, &resolved.spec).await {
+            Ok(instance) => {
+                self.started(CONTROLLER, &resolved, instance, begun, Some(claimed))
+                    .await?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %self.key, instance = %claimed, error = %e, "claimed warm instance did not start; starting cold");
+                self.deps.pool.release(claimed);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Resolves the template, prepares the workspace, starts the runtime and records the
+    /// outcome. A sandbox-level failure is never an `Err`: a permanent one becomes phase Error,
+    /// a transient one a restart with backoff.
+    async fn start(&mut self, actor: &str) -> Result<()> {
         let started = Instant::now();
         let resolved = match self.resolve().await? {
             Ok(resolved) => resolved,
             Err((reason, message)) => return self.fail(reason, message, actor).await,
         };
-        if kind == StartKind::First && self.claimable() {
-            let template = self.sandbox.spec.template_ref.name.clone();
-            if let Some(claimed) = self.deps.pool.claim(&template, &resolved.spec).await {
-                match self.deps.runtime.start(&claimed, &resolved.spec).await {
-                    Ok(instance) => {
-                        return self
-                            .started(actor, &resolved, instance, started, Some(claimed))
-                            .await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(sandbox = %self.key, instance = %claimed, error = %e, "claimed warm instance did not start; starting cold");
-                        self.deps.pool.release(claimed);
-                    }
-                }
-            }
-        }
         let id = runtime_id(&self.sandbox);
         match self.deps.runtime.prepare(&id, WorkspaceSeed::Empty).await {
             Ok(()) | Err(RuntimeError::WorkspaceExists(_)) => {}
@@ -561,11 +569,11 @@ impl SandboxState {
 
     /// Starts again after a crash's backoff (never from the warm pool: the workspace exists).
     pub(super) async fn start_again(&mut self) -> Result<()> {
-        self.start(CONTROLLER, StartKind::Again).await
+        self.start(CONTROLLER).await
     }
 
-    /// Records Running, adopting a claimed warm instance's runtime id in the same write, and
-    /// arms the run's timers.
+    /// Records Running, adopting a claimed warm instance's runtime id (and recording the
+    /// `Creating` it skipped) in the same write, and arms the run's timers.
     async fn started(
         &mut self,
         actor: &str,
@@ -585,12 +593,22 @@ impl SandboxState {
         };
         let event = ("Running", EventType::Normal, text);
         let adopted = claimed.as_ref().map(|id| id.0.clone());
+        let earlier = match claimed {
+            Some(_) => vec![self.record(
+                "Creating",
+                EventType::Normal,
+                "Sandbox creation started",
+                CONTROLLER,
+            )],
+            None => Vec::new(),
+        };
         let outcome = self
             .transition_with(
                 SandboxPhase::Running,
                 "",
                 event,
                 actor,
+                earlier,
                 |sandbox| {
                     if let Some(id) = &adopted {
                         sandbox
@@ -734,7 +752,7 @@ impl SandboxState {
             s.restart_count = None;
         })
         .await?;
-        self.start(actor, StartKind::Again).await?;
+        self.start(actor).await?;
         Ok(self.sandbox.clone())
     }
 

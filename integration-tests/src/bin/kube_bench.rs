@@ -335,6 +335,11 @@ async fn main() {
         cold_median / floor_median,
         warm_median / floor_median
     );
+    // Deleted while the server runs: its finalizer would hold the namespace otherwise.
+    let _ = http
+        .delete(format!("{}/api/v1/sandboxes/warmup", server.url))
+        .send()
+        .await;
     drop(server);
     kubectl(
         &kubeconfig,
