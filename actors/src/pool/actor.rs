@@ -7,28 +7,27 @@
 //! Every long operation (start, probe, remove) runs in a task that reports back with a message,
 //! so a claim is answered from memory at once. The inventory (ready, starting and claimed ids)
 //! is persisted in the store so a restarted server re-adopts ready instances and removes those a
-//! crash left half-claimed.
+//! crash left half-done (`inventory.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agenttier_crds::resolve::{effective_sandbox_spec, resolve_template};
-use agenttier_crds::{CLUSTER_TEMPLATE_KIND, Sandbox, SandboxSpec, TemplateRef};
+use agenttier_crds::{CLUSTER_TEMPLATE_KIND, SandboxSpec, TemplateRef};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::metrics::{Metrics, TemplateLabels};
+use crate::metrics::Metrics;
 use crate::runtime::{Liveness, Runtime, RuntimeSpec, SandboxId, WorkspaceSeed};
-use crate::sandbox::{StoreTemplates, runtime_id, runtime_spec};
-use crate::store::{Store, TypedStore};
+use crate::sandbox::{StoreTemplates, runtime_spec};
+use crate::store::Store;
 use crate::{Error, Result};
 
+use super::CONFIG_SETTING;
 use super::config::{PoolStatus, WarmPoolConfig, WarmPoolStatus};
 use super::messages::WarmPoolMsg;
-use super::{CONFIG_SETTING, INVENTORY_SETTING};
 
 /// Settings of the warm pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,58 +77,34 @@ pub struct WarmPoolArgs {
 
 /// A started, unclaimed instance; its fingerprint names the runtime spec it runs.
 #[derive(Clone, Debug)]
-struct Instance {
-    id: SandboxId,
-    fingerprint: String,
+pub(super) struct Instance {
+    pub(super) id: SandboxId,
+    pub(super) fingerprint: String,
 }
 
 /// One template's pool.
 #[derive(Debug, Default)]
-struct Pool {
-    ready: VecDeque<Instance>,
-    starting: HashSet<SandboxId>,
+pub(super) struct Pool {
+    pub(super) ready: VecDeque<Instance>,
+    pub(super) starting: HashSet<SandboxId>,
     /// The template's current runtime spec and its fingerprint; `None` when it does not resolve.
-    current: Option<(RuntimeSpec, String)>,
-    last_error: Option<String>,
-    failures: u32,
-    retry_at: Option<Instant>,
+    pub(super) current: Option<(RuntimeSpec, String)>,
+    pub(super) last_error: Option<String>,
+    pub(super) failures: u32,
+    pub(super) retry_at: Option<Instant>,
 }
 
 /// The pool's state.
 pub struct WarmPoolState {
-    store: Arc<dyn Store>,
-    runtime: Arc<dyn Runtime>,
-    metrics: Arc<Metrics>,
-    options: PoolOptions,
-    config: WarmPoolConfig,
-    pools: BTreeMap<String, Pool>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) runtime: Arc<dyn Runtime>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) options: PoolOptions,
+    pub(super) config: WarmPoolConfig,
+    pub(super) pools: BTreeMap<String, Pool>,
     /// Claimed instances not yet confirmed adopted: template and fingerprint.
-    claimed: HashMap<SandboxId, (String, String)>,
-    ticker: Option<ractor::concurrency::JoinHandle<()>>,
-}
-
-/// How an instance is recorded in the persisted inventory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-enum EntryState {
-    Ready,
-    Starting,
-    Claimed,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Entry {
-    id: String,
-    template: String,
-    state: EntryState,
-    fingerprint: String,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Inventory {
-    #[serde(default)]
-    instances: Vec<Entry>,
+    pub(super) claimed: HashMap<SandboxId, (String, String)>,
+    pub(super) ticker: Option<ractor::concurrency::JoinHandle<()>>,
 }
 
 impl Actor for WarmPool {
@@ -271,89 +246,6 @@ fn instance_id(template: &str) -> SandboxId {
 }
 
 impl WarmPoolState {
-    async fn load_config(&self) -> WarmPoolConfig {
-        let stored = match self.store.get_setting(CONFIG_SETTING).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the warm pool config; starting empty");
-                return WarmPoolConfig::default();
-            }
-        };
-        let Some(text) = stored else {
-            return WarmPoolConfig::default();
-        };
-        match serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|e| e.to_string())
-            .and_then(|v| WarmPoolConfig::from_json(&v))
-        {
-            Ok(config) => config,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring an unreadable warm pool config");
-                WarmPoolConfig::default()
-            }
-        }
-    }
-
-    /// After a (re)start: keeps the recorded ready instances that are alive, unused and still
-    /// fit their template, and removes everything else a previous run left behind (instances
-    /// half-started, or claimed by a create that never recorded them).
-    async fn readopt(&mut self) -> Result<()> {
-        let inventory: Inventory = match self.store.get_setting(INVENTORY_SETTING).await? {
-            Some(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "ignoring an unreadable warm pool inventory");
-                Inventory::default()
-            }),
-            None => Inventory::default(),
-        };
-        let used: HashSet<SandboxId> = self
-            .store
-            .list_obj::<Sandbox>(None)
-            .await?
-            .iter()
-            .map(runtime_id)
-            .collect();
-        for template in self.config.pools.iter().map(|p| p.template.clone()) {
-            self.pools.entry(template).or_default();
-        }
-        self.refresh_specs().await;
-        for entry in inventory.instances {
-            let id = SandboxId(entry.id);
-            if used.contains(&id) {
-                continue;
-            }
-            let fits = self
-                .pools
-                .get(&entry.template)
-                .and_then(|p| p.current.as_ref())
-                .is_some_and(|(_, f)| *f == entry.fingerprint);
-            let keep = match entry.state {
-                EntryState::Ready if fits => match self.runtime.probe(&id).await {
-                    Ok(Liveness::Alive(_)) => Some(Instance {
-                        id: id.clone(),
-                        fingerprint: entry.fingerprint,
-                    }),
-                    _ => None,
-                },
-                _ => None,
-            };
-            match keep {
-                Some(instance) => {
-                    tracing::info!(instance = %id, template = %entry.template, "re-adopted warm pool instance");
-                    if let Some(pool) = self.pools.get_mut(&entry.template) {
-                        pool.ready.push_back(instance);
-                    }
-                }
-                None => {
-                    if let Err(e) = self.runtime.remove(&id).await {
-                        tracing::warn!(instance = %id, error = %e, "cannot remove a stale warm pool instance");
-                    }
-                }
-            }
-        }
-        self.persist().await;
-        Ok(())
-    }
-
     async fn configure(&mut self, config: WarmPoolConfig) -> Result<()> {
         let text = serde_json::to_string(&config)
             .map_err(|e| Error::Invalid(format!("warm pool config: {e}")))?;
@@ -399,7 +291,7 @@ impl WarmPoolState {
 
     /// Re-resolves every configured template; ready instances that no longer match their
     /// template's spec are removed (they would never be claimed).
-    async fn refresh_specs(&mut self) {
+    pub(super) async fn refresh_specs(&mut self) {
         let templates = match StoreTemplates::load(self.store.as_ref()).await {
             Ok(templates) => templates,
             Err(e) => {
@@ -575,60 +467,6 @@ impl WarmPoolState {
                 let _ = myself.cast(WarmPoolMsg::Dead(dead));
             }
         });
-    }
-
-    /// Writes the inventory and publishes the pool sizes; a failed write is logged (the next
-    /// change writes it again).
-    async fn persist(&self) {
-        let mut instances = Vec::new();
-        for (template, pool) in &self.pools {
-            self.metrics
-                .warmpool_size
-                .get_or_create(&TemplateLabels {
-                    template: template.clone(),
-                })
-                .set(pool.ready.len() as i64);
-            let print = pool
-                .current
-                .as_ref()
-                .map(|(_, f)| f.clone())
-                .unwrap_or_default();
-            for instance in &pool.ready {
-                instances.push(Entry {
-                    id: instance.id.0.clone(),
-                    template: template.clone(),
-                    state: EntryState::Ready,
-                    fingerprint: instance.fingerprint.clone(),
-                });
-            }
-            for id in &pool.starting {
-                instances.push(Entry {
-                    id: id.0.clone(),
-                    template: template.clone(),
-                    state: EntryState::Starting,
-                    fingerprint: print.clone(),
-                });
-            }
-        }
-        for (id, (template, print)) in &self.claimed {
-            instances.push(Entry {
-                id: id.0.clone(),
-                template: template.clone(),
-                state: EntryState::Claimed,
-                fingerprint: print.clone(),
-            });
-        }
-        instances.sort_by(|a, b| a.id.cmp(&b.id));
-        let text = match serde_json::to_string(&Inventory { instances }) {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot encode the warm pool inventory");
-                return;
-            }
-        };
-        if let Err(e) = self.store.put_setting(INVENTORY_SETTING, &text).await {
-            tracing::warn!(error = %e, "cannot persist the warm pool inventory");
-        }
     }
 }
 

@@ -11,6 +11,7 @@
 mod actor;
 mod config;
 mod handle;
+mod inventory;
 mod messages;
 #[cfg(test)]
 mod tests;

@@ -4,32 +4,28 @@
 //! every transition, and answers the gateway's commands in order, so two commands on one sandbox
 //! never race.
 //!
-//! It also owns the sandbox's timers, all `send_after` handles aborted when the run they belong
-//! to ends: the health probe and restart backoff (`healing.rs`), and the idle, max-runtime and
-//! grace-window deadlines (`timeouts.rs`).
+//! How it starts (template resolution, warm-pool claim, cold start, re-adoption) is in
+//! `starting.rs`. It also owns the sandbox's timers, all `send_after` handles aborted when the
+//! run they belong to ends: the health probe and restart backoff (`healing.rs`), and the idle,
+//! max-runtime and grace-window deadlines (`timeouts.rs`).
 
 use std::time::Instant;
 
-use agenttier_crds::resolve::{effective_sandbox_spec, resolve_template};
-use agenttier_crds::{AgentSpec, Sandbox, SandboxPhase, SandboxStatus};
+use agenttier_crds::{Sandbox, SandboxPhase, SandboxStatus};
 use kube::ResourceExt;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 
 use crate::audit::{self, AuditAction};
-use crate::runtime::{
-    ExecOutput, ExecRequest, Liveness, RuntimeError, RuntimeInstance, RuntimeSpec, SandboxId,
-    WorkspaceSeed,
-};
+use crate::runtime::{ExecOutput, ExecRequest, RuntimeError, WorkspaceSeed};
 use crate::store::{EventRecord, EventType, StoreError, TypedStore};
 use crate::{Error, Result};
 
 use super::deps::Deps;
 use super::messages::SandboxMsg;
-use super::spec::runtime_spec;
 use super::status::{self, CONTROLLER, READY};
-use super::timeouts::{PendingStop, RunLimits, instant_of};
-use super::{RUNTIME_ID_ANNOTATION, SandboxKey, SandboxNotice, StopReason, runtime_id};
+use super::timeouts::{PendingStop, RunLimits};
+use super::{SandboxKey, SandboxNotice, StopReason, runtime_id};
 
 /// The actor of one sandbox.
 pub struct SandboxActor;
@@ -74,14 +70,6 @@ impl Timers {
     }
 }
 
-/// What resolving the template yields for one start.
-struct Resolved {
-    spec: RuntimeSpec,
-    limits: RunLimits,
-    template_rv: String,
-    agent: Option<AgentSpec>,
-}
-
 /// The actor's state: its copy of the sandbox, who waits for it to settle, and its timers.
 pub struct SandboxState {
     pub(super) key: SandboxKey,
@@ -89,7 +77,7 @@ pub struct SandboxState {
     pub(super) deps: Deps,
     pub(super) myself: ActorRef<SandboxMsg>,
     waiters: Vec<RpcReplyPort<Sandbox>>,
-    activity_persisted_at: Option<Instant>,
+    pub(super) activity_persisted_at: Option<Instant>,
     /// Bumped whenever a run starts or ends, or a pending restart is cancelled; timer messages
     /// carry the run they were armed in, so one from an earlier run does nothing.
     pub(super) run: u64,
@@ -296,7 +284,7 @@ impl SandboxState {
     }
 
     /// An event about this sandbox.
-    fn record(
+    pub(super) fn record(
         &self,
         reason: &str,
         event_type: EventType,
@@ -341,7 +329,7 @@ impl SandboxState {
     /// [`Self::transition`] that also edits the object's metadata and records `earlier` events
     /// before the transition's own, all in the same write.
     #[allow(clippy::too_many_arguments)]
-    async fn transition_with(
+    pub(super) async fn transition_with(
         &mut self,
         phase: SandboxPhase,
         message: &str,
@@ -415,255 +403,6 @@ impl SandboxState {
             }
             Some(SandboxPhase::Stopped) => Ok(()),
         }
-    }
-
-    /// After a server restart: keep a sandbox whose processes survived (with its timers armed
-    /// from the stored start and activity times), restart one whose did not.
-    async fn readopt(&mut self) -> Result<()> {
-        let id = runtime_id(&self.sandbox);
-        match self.deps.runtime.probe(&id).await {
-            Ok(Liveness::Alive(instance)) => {
-                tracing::info!(sandbox = %self.key, pod = %instance.pod_name, "re-adopted running sandbox");
-                let limits = match self.resolve().await? {
-                    Ok(resolved) => resolved.limits,
-                    Err(_) => RunLimits::from_spec(&self.sandbox.spec).unwrap_or_default(),
-                };
-                let status = self.sandbox.status.clone().unwrap_or_default();
-                let now = Instant::now();
-                let since = instant_of(status.started_at.as_ref()).unwrap_or(now);
-                let last = instant_of(status.last_activity_timestamp.as_ref()).unwrap_or(since);
-                self.enter_running(limits, since, last);
-                Ok(())
-            }
-            Ok(Liveness::Gone) | Err(_) => {
-                let event = (
-                    "Restarting",
-                    EventType::Warning,
-                    "Sandbox processes were gone after a control-plane restart; restarting on the same workspace"
-                        .to_string(),
-                );
-                self.transition(
-                    SandboxPhase::Creating,
-                    "Restarting",
-                    event,
-                    CONTROLLER,
-                    |_| {},
-                )
-                .await?;
-                self.start(CONTROLLER).await
-            }
-        }
-    }
-
-    /// Resolves the template chain and reduces the effective spec; `Ok(Err((reason, message)))`
-    /// is a permanent failure of this sandbox's configuration.
-    async fn resolve(&self) -> Result<std::result::Result<Resolved, (&'static str, String)>> {
-        let templates = self.deps.templates.get(self.deps.store.as_ref()).await?;
-        let resolved = match resolve_template(
-            templates.as_ref(),
-            &self.sandbox.spec.template_ref,
-            &self.key.namespace,
-        ) {
-            Ok(resolved) => resolved,
-            Err(e) => {
-                return Ok(Err((
-                    "TemplateResolutionFailed",
-                    format!("Template resolution failed: {e}"),
-                )));
-            }
-        };
-        let effective = effective_sandbox_spec(&self.sandbox.spec, &resolved.spec);
-        let invalid = |e: String| ("InvalidConfig", format!("Invalid configuration: {e}"));
-        let spec = match runtime_spec(self.key.to_string(), &effective) {
-            Ok(spec) => spec,
-            Err(e) => return Ok(Err(invalid(e))),
-        };
-        let limits = match RunLimits::from_spec(&effective) {
-            Ok(limits) => limits,
-            Err(e) => return Ok(Err(invalid(e))),
-        };
-        Ok(Ok(Resolved {
-            spec,
-            limits,
-            template_rv: resolved.resource_version.clone(),
-            agent: resolved.spec.harness.as_ref().and_then(|h| h.agent.clone()),
-        }))
-    }
-
-    /// Whether a new sandbox may take a pre-started instance: not a clone or restore (their
-    /// workspace exists already) and made from a ClusterSandboxTemplate (what pools hold).
-    fn claimable(&self) -> bool {
-        !self
-            .sandbox
-            .annotations()
-            .contains_key(RUNTIME_ID_ANNOTATION)
-            && self.sandbox.spec.clone_from_snapshot.is_none()
-            && self.sandbox.spec.template_ref.is_cluster()
-    }
-
-    /// The first reconcile of a new sandbox tries the warm pool: on a claim it goes to Running
-    /// in one write that records both `Creating` and `Running` (nothing slow happens between
-    /// them). Returns false, having written nothing, when there is no matching instance or the
-    /// template does not resolve (the ordinary path then reports why).
-    async fn warm_start(&mut self) -> Result<bool> {
-        let begun = Instant::now();
-        let Ok(resolved) = self.resolve().await? else {
-            return Ok(false);
-        };
-        let template = self.sandbox.spec.template_ref.name.clone();
-        let Some(claimed) = self.deps.pool.claim(&template, &resolved.spec).await else {
-            return Ok(false);
-        };
-        match self.deps.runtime.start(&claimed, &resolved.spec).await {
-            Ok(instance) => {
-                self.started(CONTROLLER, &resolved, instance, begun, Some(claimed))
-                    .await?;
-                Ok(true)
-            }
-            Err(e) => {
-                tracing::warn!(sandbox = %self.key, instance = %claimed, error = %e, "claimed warm instance did not start; starting cold");
-                self.deps.pool.release(claimed);
-                Ok(false)
-            }
-        }
-    }
-
-    /// Resolves the template, prepares the workspace, starts the runtime and records the
-    /// outcome. A sandbox-level failure is never an `Err`: a permanent one becomes phase Error,
-    /// a transient one a restart with backoff.
-    async fn start(&mut self, actor: &str) -> Result<()> {
-        let started = Instant::now();
-        let resolved = match self.resolve().await? {
-            Ok(resolved) => resolved,
-            Err((reason, message)) => return self.fail(reason, message, actor).await,
-        };
-        let id = runtime_id(&self.sandbox);
-        match self.deps.runtime.prepare(&id, WorkspaceSeed::Empty).await {
-            Ok(()) | Err(RuntimeError::WorkspaceExists(_)) => {}
-            Err(e) => {
-                return self
-                    .fail(
-                        "WorkspaceFailed",
-                        format!("Workspace creation failed: {e}"),
-                        actor,
-                    )
-                    .await;
-            }
-        }
-        match self.deps.runtime.start(&id, &resolved.spec).await {
-            Ok(instance) => {
-                self.started(actor, &resolved, instance, started, None)
-                    .await
-            }
-            Err(e) if e.is_transient() => self.crashed(&format!("start failed: {e}")).await,
-            Err(e) => {
-                self.fail(
-                    "InvalidConfig",
-                    format!("Sandbox failed to start: {e}"),
-                    actor,
-                )
-                .await
-            }
-        }
-    }
-
-    /// Starts again after a crash's backoff (never from the warm pool: the workspace exists).
-    pub(super) async fn start_again(&mut self) -> Result<()> {
-        self.start(CONTROLLER).await
-    }
-
-    /// Records Running, adopting a claimed warm instance's runtime id (and recording the
-    /// `Creating` it skipped) in the same write, and arms the run's timers.
-    async fn started(
-        &mut self,
-        actor: &str,
-        resolved: &Resolved,
-        instance: RuntimeInstance,
-        begun: Instant,
-        claimed: Option<SandboxId>,
-    ) -> Result<()> {
-        let elapsed = begun.elapsed();
-        let template_name = self.sandbox.spec.template_ref.name.clone();
-        let text = match claimed {
-            Some(_) => format!(
-                "Sandbox is ready from warm pool (startup: {}ms)",
-                elapsed.as_millis()
-            ),
-            None => format!("Sandbox is ready (startup: {}ms)", elapsed.as_millis()),
-        };
-        let event = ("Running", EventType::Normal, text);
-        let adopted = claimed.as_ref().map(|id| id.0.clone());
-        let earlier = match claimed {
-            Some(_) => vec![self.record(
-                "Creating",
-                EventType::Normal,
-                "Sandbox creation started",
-                CONTROLLER,
-            )],
-            None => Vec::new(),
-        };
-        let outcome = self
-            .transition_with(
-                SandboxPhase::Running,
-                "",
-                event,
-                actor,
-                earlier,
-                |sandbox| {
-                    if let Some(id) = &adopted {
-                        sandbox
-                            .annotations_mut()
-                            .insert(RUNTIME_ID_ANNOTATION.to_string(), id.clone());
-                    }
-                },
-                |s| {
-                    let now = status::now();
-                    s.pod_name = Some(instance.pod_name.clone());
-                    s.pvc_name = Some(instance.workspace.clone());
-                    s.resolved_template = Some(template_name.clone());
-                    s.template_resource_version = Some(resolved.template_rv.clone());
-                    s.started_at = Some(now.clone());
-                    s.last_activity_timestamp = Some(now);
-                    s.resolved_agent_spec = resolved.agent.clone();
-                },
-            )
-            .await;
-        if let Some(id) = claimed {
-            let warm = match &outcome {
-                Ok(()) => {
-                    self.deps.pool.adopted(id);
-                    true
-                }
-                Err(_) => {
-                    self.deps.pool.release(id);
-                    false
-                }
-            };
-            if warm {
-                self.deps.metrics.warmpool_claims.inc();
-            }
-        }
-        outcome?;
-        let path = if adopted.is_some() { "warm" } else { "cold" };
-        self.deps
-            .metrics
-            .observe_startup(path, elapsed.as_secs_f64());
-        let now = Instant::now();
-        self.activity_persisted_at = Some(now);
-        self.enter_running(resolved.limits, now, now);
-        Ok(())
-    }
-
-    /// Goes to Error for good: a failure no retry can fix.
-    async fn fail(&mut self, reason: &str, message: String, actor: &str) -> Result<()> {
-        tracing::warn!(sandbox = %self.key, reason, %message, "sandbox failed");
-        self.leave_running();
-        let event = (reason, EventType::Warning, message.clone());
-        self.transition(SandboxPhase::Error, &message, event, actor, |s| {
-            s.pod_name = None;
-            s.started_at = None;
-        })
-        .await
     }
 
     /// Starts a run: arms the health probe, the stable-period reset (after restarts) and the

@@ -12,6 +12,7 @@ mod messages;
 mod notice;
 mod read_model;
 mod spec;
+mod starting;
 mod status;
 mod supervisor;
 #[cfg(test)]

@@ -137,7 +137,7 @@ fn main() {
         }
         (create, exec)
     });
-    let (warm, drained) = runtime.block_on(warm_vs_drained(runs));
+    let (warm, drained, get) = runtime.block_on(warm_vs_drained(runs));
 
     let floor_ready = percentile(&bwrap_ready, 0.5);
     let fork = percentile(&fork_exec, 0.5);
@@ -166,6 +166,7 @@ fn main() {
         &exec,
         Some((fork, "fork+exec")),
     );
+    row("REST GET /sandboxes/{id} (the REST floor)", &get, None);
     row(
         "REST create → Running, warm pool (claim)",
         &warm,
@@ -235,8 +236,9 @@ async fn wait_pool(server: &Server, ready: u64) {
 }
 
 /// create→Running through REST with the pool warm (each create claims; the pool is topped up,
-/// unmeasured, before the next), then with the pool drained, on one server in one run.
-async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>) {
+/// unmeasured, before the next), then with the pool drained, on one server in one run; and the
+/// REST floor beside them (a GET answered from the read model: HTTP, auth and routing only).
+async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     const POOL: u32 = 10;
     let server = Server::start();
     let timed = |name: String| {
@@ -269,6 +271,13 @@ async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>) {
         );
         warm.push(elapsed);
     }
+    let mut get = Vec::new();
+    for _ in 0..runs * 5 {
+        let start = Instant::now();
+        let (status, _) = server.get("/sandboxes/warm-0").await;
+        get.push(start.elapsed());
+        assert_eq!(status, 200);
+    }
     set_pool(&server, 0).await;
     wait_pool(&server, 0).await;
     let mut drained = Vec::new();
@@ -282,5 +291,5 @@ async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>) {
             assert_eq!(server.delete(&format!("/sandboxes/{name}")).await, 204);
         }
     }
-    (warm, drained)
+    (warm, drained, get)
 }
