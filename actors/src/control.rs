@@ -224,7 +224,7 @@ impl ControlPlane {
                 request.name, source.namespace
             )));
         }
-        let target = SandboxId(new_runtime_id());
+        let target = SandboxId(crate::store::new_uid());
         let copy_target = target.clone();
         self.call(source, COMMAND_TIMEOUT, "clone", |reply| {
             SandboxMsg::CopyWorkspace {
@@ -265,17 +265,4 @@ impl ControlPlane {
             }
         }
     }
-}
-
-/// A fresh random runtime id in uuid form.
-pub(crate) fn new_runtime_id() -> String {
-    let h = hex::encode(rand::random::<[u8; 16]>());
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }

@@ -159,33 +159,11 @@ where
     }
 }
 
-/// RFC 3339 now, from the standard library (no extra time crate).
+/// RFC 3339 now with microseconds, in UTC.
 fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format_rfc3339(now.as_secs(), now.subsec_micros())
-}
-
-fn format_rfc3339(secs: u64, micros: u32) -> String {
-    // Civil-from-days (Howard Hinnant), valid for the Unix era.
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 struct JsonVisitor<'a>(&'a mut Map<String, Value>);
@@ -212,19 +190,5 @@ impl Visit for JsonVisitor<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().to_string(), Value::from(value));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_rfc3339;
-
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            format_rfc3339(1_764_374_400, 5),
-            "2025-11-29T00:00:00.000005Z"
-        );
     }
 }

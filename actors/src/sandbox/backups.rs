@@ -9,7 +9,7 @@ use agenttier_crds::{Sandbox, SandboxSpec};
 use kube::ResourceExt;
 
 use crate::audit::{self, AuditAction};
-use crate::control::{CloneRequest, ControlPlane, new_runtime_id};
+use crate::control::{CloneRequest, ControlPlane};
 use crate::runtime::{SandboxId, SnapshotInfo};
 use crate::{Error, Result};
 
@@ -124,7 +124,7 @@ impl ControlPlane {
         if !exists {
             return Err(Error::NotFound(SNAPSHOT_GONE.into()));
         }
-        let target = SandboxId(new_runtime_id());
+        let target = SandboxId(crate::store::new_uid());
         self.runtime
             .restore_snapshot(&source_id, name, &target)
             .await?;

@@ -17,6 +17,20 @@ pub use error::StoreError;
 pub use event::{EventFilter, EventRecord, EventType};
 pub use typed::TypedStore;
 
+/// A fresh random id in uuid form: object uids and runtime ids (a clone's or restore's workspace
+/// is prepared before its object exists, so it cannot reuse the object's uid).
+pub fn new_uid() -> String {
+    let h = hex::encode(rand::random::<[u8; 16]>());
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -153,19 +153,6 @@ fn now_rfc3339() -> String {
         .to_string()
 }
 
-fn new_uid() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let h = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 /// Inserts a new object inside `tx`: fills uid, resourceVersion, generation and
 /// creationTimestamp; `AlreadyExists` if the name is taken.
 fn create_in(tx: &rusqlite::Transaction<'_>, kind: &str, mut object: Value) -> Result<Value> {
@@ -185,7 +172,7 @@ fn create_in(tx: &rusqlite::Transaction<'_>, kind: &str, mut object: Value) -> R
         });
     }
     let rv = next_resource_version(tx)?;
-    let uid = new_uid();
+    let uid = super::new_uid();
     {
         let meta = metadata_mut(&mut object)?;
         meta.insert("uid".into(), Value::String(uid.clone()));
