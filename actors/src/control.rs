@@ -40,6 +40,10 @@ pub struct ControlPlane {
     pub warm_pool: crate::pool::WarmPoolRef,
     /// Terminal sessions: open, reconnect.
     pub terminals: crate::terminal::Terminals,
+    /// Every template, cached (resolving a sandbox's harness at request time).
+    pub templates: crate::sandbox::TemplateCache,
+    /// Agent-mode invokes in flight on this replica.
+    pub invokes: crate::agent::Invokes,
 }
 
 /// What a clone needs besides its source.
@@ -165,6 +169,44 @@ impl ControlPlane {
             reply,
         })
         .await?
+    }
+
+    /// Records a successful agent-mode configure in the sandbox's status, through its actor.
+    pub async fn record_configure(
+        &self,
+        key: &SandboxKey,
+        status: agenttier_crds::AgentConfigureStatus,
+        event_type: crate::store::EventType,
+        message: String,
+        actor: &str,
+    ) -> Result<()> {
+        let event =
+            crate::sandbox::sandbox_event(key, "AgentConfigured", event_type, message, actor);
+        self.call(key, COMMAND_TIMEOUT, "configure", |reply| {
+            SandboxMsg::RecordConfigure {
+                status: Box::new(status),
+                event: Box::new(event),
+                reply,
+            }
+        })
+        .await?
+    }
+
+    /// The merged template spec of a sandbox's template chain (`None` when it does not
+    /// resolve any more).
+    pub async fn resolved_template(
+        &self,
+        sandbox: &agenttier_crds::Sandbox,
+    ) -> Result<Option<agenttier_crds::SandboxTemplateSpec>> {
+        let templates = self.templates.get(self.store.as_ref()).await?;
+        let namespace = sandbox.namespace().unwrap_or_default();
+        Ok(agenttier_crds::resolve::resolve_template(
+            templates.as_ref(),
+            &sandbox.spec.template_ref,
+            &namespace,
+        )
+        .ok()
+        .map(|resolved| resolved.spec))
     }
 
     /// Runs a command; waits as long as the command's own timeout allows.

@@ -4,6 +4,7 @@
 //! loops and timers; the [`store::Store`] is the source of truth; a [`runtime::Runtime`] runs the
 //! sandboxes; the gateway holds a [`control::ControlPlane`].
 
+pub mod agent;
 pub mod audit;
 pub mod control;
 pub mod error;

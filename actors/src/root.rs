@@ -284,6 +284,7 @@ impl ActorSystem {
         let warm_pool = WarmPoolRef::new(pool_receiver);
         let (notices, _) = tokio::sync::broadcast::channel(1024);
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let templates = crate::sandbox::TemplateCache::new(store.as_ref());
         let deps = Deps {
             store: store.clone(),
             runtime: runtime.clone(),
@@ -292,7 +293,7 @@ impl ActorSystem {
             metrics: metrics.clone(),
             timings: options.timings.clone(),
             pool: warm_pool.clone(),
-            templates: crate::sandbox::TemplateCache::new(store.as_ref()),
+            templates: templates.clone(),
         };
         let registry = ActorRegistry::default();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -331,6 +332,8 @@ impl ActorSystem {
             notices,
             metrics,
             warm_pool,
+            templates,
+            invokes: crate::agent::Invokes::default(),
         };
         let pruner = options.audit_retention.map(|retention| {
             let interval = options

@@ -16,6 +16,16 @@ pub enum SandboxMode {
     Agent,
 }
 
+impl SandboxMode {
+    /// The wire spelling: `code` or `agent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Code => "code",
+            Self::Agent => "agent",
+        }
+    }
+}
+
 /// The template a sandbox (or a child template) builds on.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

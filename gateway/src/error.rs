@@ -43,6 +43,18 @@ pub enum ApiError {
     /// 413: the body is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 424: a step this one depends on has not happened (invoke before configure).
+    #[error("{0}")]
+    FailedDependency(String),
+    /// 429 `{"error":"concurrency_exceeded",…}` with `Retry-After`: the sandbox already runs its
+    /// limit of concurrent invokes.
+    #[error("sandbox already runs {inflight} invokes (limit {limit})")]
+    ConcurrencyExceeded {
+        /// The limit.
+        limit: u32,
+        /// Invokes in flight.
+        inflight: u32,
+    },
     /// 503: a dependency is not available right now.
     #[error("{0}")]
     Unavailable(String),
@@ -66,6 +78,8 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::FailedDependency(_) => StatusCode::FAILED_DEPENDENCY,
+            Self::ConcurrencyExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,6 +97,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::FailedDependency(_) => "failed_dependency",
+            Self::ConcurrencyExceeded { .. } => "concurrency_exceeded",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout(_) => "timeout",
             Self::Internal(_) => "internal",
@@ -106,9 +122,21 @@ impl IntoResponse for ApiError {
             Self::PolicyViolation(violations) => {
                 json!({"error": "policy_violation", "violations": violations})
             }
+            Self::ConcurrencyExceeded { limit, inflight } => json!({
+                "error": "concurrency_exceeded",
+                "limit": limit,
+                "inflight": inflight,
+                "message": self.to_string(),
+            }),
             other => json!({"error": other.to_string()}),
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry = agenttier_actors::agent::invoke::RETRY_AFTER_SECONDS;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -128,6 +156,24 @@ impl From<ActorError> for ApiError {
             ActorError::Unavailable(m) => Self::Unavailable(m),
             ActorError::Store(e) => e.into(),
             ActorError::Runtime(e) => e.into(),
+        }
+    }
+}
+
+impl From<agenttier_actors::agent::AgentError> for ApiError {
+    fn from(error: agenttier_actors::agent::AgentError) -> Self {
+        use agenttier_actors::agent::AgentError;
+        match error {
+            AgentError::BadRequest(m) => Self::BadRequest(m),
+            AgentError::Forbidden(m) => Self::Forbidden(m),
+            AgentError::NotFound(m) => Self::NotFound(m),
+            AgentError::Conflict(m) => Self::Conflict(m),
+            AgentError::TooLarge(m) => Self::PayloadTooLarge(m),
+            AgentError::NoEntrypoint(m) => Self::FailedDependency(m),
+            AgentError::ConcurrencyExceeded { limit, inflight } => {
+                Self::ConcurrencyExceeded { limit, inflight }
+            }
+            AgentError::Control(e) => e.into(),
         }
     }
 }

@@ -57,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::audit::router())
         .merge(routes::backups::router())
         .merge(routes::warmpool::router())
+        .merge(routes::agent::router())
         .merge(routes::files::router())
         .merge(routes::ports::router())
         .merge(routes::preview::router())

@@ -106,6 +106,26 @@ pub struct ExecOutput {
     pub truncated: bool,
 }
 
+/// One piece of a streamed exec ([`Runtime::exec_stream`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecEvent {
+    /// Bytes the command wrote to stdout.
+    Stdout(bytes::Bytes),
+    /// Bytes the command wrote to stderr.
+    Stderr(bytes::Bytes),
+    /// The command ended; nothing follows.
+    Exit {
+        /// The exit code; 128+signal when killed by a signal; 124 on timeout.
+        exit_code: i32,
+        /// The command was killed because it ran past its timeout.
+        timed_out: bool,
+    },
+}
+
+/// A streamed exec's output, ending with [`ExecEvent::Exit`]. Dropping it before the end
+/// cancels the command: its processes are killed.
+pub type ExecStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<ExecEvent>> + Send>>;
+
 /// Each of stdout and stderr is capped at this many bytes.
 pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
 
@@ -154,6 +174,25 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Runs one command inside a running sandbox.
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecOutput>;
+
+    /// Runs one command and streams its output as it is written (agent-mode invoke and
+    /// configure, harness hooks). The default runs [`Runtime::exec`] and replays its output, for
+    /// runtimes that cannot stream; it cannot be cancelled.
+    async fn exec_stream(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecStream> {
+        let output = self.exec(id, request).await?;
+        let mut events = Vec::new();
+        if !output.stdout.is_empty() {
+            events.push(Ok(ExecEvent::Stdout(output.stdout.into_bytes().into())));
+        }
+        if !output.stderr.is_empty() {
+            events.push(Ok(ExecEvent::Stderr(output.stderr.into_bytes().into())));
+        }
+        events.push(Ok(ExecEvent::Exit {
+            exit_code: output.exit_code,
+            timed_out: output.timed_out,
+        }));
+        Ok(Box::pin(futures::stream::iter(events)))
+    }
 
     /// Opens a PTY running `request.command` inside the sandbox. The default refuses: a runtime
     /// without terminals still runs sandboxes.

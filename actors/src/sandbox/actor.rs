@@ -188,6 +188,22 @@ impl Actor for SandboxActor {
                 actor,
                 reply,
             } => state.exec(request, &actor, reply).await,
+            SandboxMsg::RecordConfigure {
+                status,
+                event,
+                reply,
+            } => {
+                let saved = state
+                    .save_with_events(
+                        |sandbox| {
+                            let s = sandbox.status.get_or_insert_with(SandboxStatus::default);
+                            s.agent_configure = Some((*status).clone());
+                        },
+                        vec![*event],
+                    )
+                    .await;
+                let _ = reply.send(saved);
+            }
             SandboxMsg::Activity => state.touch_activity().await,
             SandboxMsg::HealthCheck { run } => state.health_check(run),
             SandboxMsg::Probed { run, outcome } => state.probed(run, outcome).await?,

@@ -1,12 +1,12 @@
 //! Messages of the sandbox actors. Commands are verbs; each carries the reply port the gateway
 //! waits on and the identity of whoever asked (for events and audit).
 
-use agenttier_crds::Sandbox;
+use agenttier_crds::{AgentConfigureStatus, Sandbox};
 use ractor::RpcReplyPort;
 
 use crate::Result;
 use crate::runtime::{ExecOutput, ExecRequest, Liveness, SandboxId};
-use crate::store::WatchEvent;
+use crate::store::{EventRecord, WatchEvent};
 
 use super::SandboxKey;
 
@@ -62,6 +62,16 @@ pub enum SandboxMsg {
         actor: String,
         /// The output.
         reply: RpcReplyPort<Result<ExecOutput>>,
+    },
+    /// Record what a successful agent-mode configure set (`status.agentConfigure`) with its
+    /// event, in one write.
+    RecordConfigure {
+        /// The new `status.agentConfigure`.
+        status: Box<AgentConfigureStatus>,
+        /// The `AgentConfigured` event.
+        event: Box<EventRecord>,
+        /// Done.
+        reply: RpcReplyPort<Result<()>>,
     },
     /// Real activity happened (terminal input, file or port traffic): postpones the idle stop.
     Activity,

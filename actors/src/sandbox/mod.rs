@@ -47,6 +47,24 @@ pub const CLONED_FROM_LABEL: &str = "agenttier.io/cloned-from";
 /// Label naming the sandbox whose backup a restored sandbox was made from (contract §7.4).
 pub const RESTORED_FROM_LABEL: &str = "agenttier.io/restored-from";
 
+/// An event about the sandbox `key` (for events recorded outside its actor).
+pub fn sandbox_event(
+    key: &SandboxKey,
+    reason: &str,
+    event_type: crate::store::EventType,
+    message: impl Into<String>,
+    actor: &str,
+) -> crate::store::EventRecord {
+    status::sandbox_event(
+        &key.namespace,
+        &key.name,
+        reason,
+        event_type,
+        message,
+        actor,
+    )
+}
+
 /// The runtime id of a stored sandbox.
 pub fn runtime_id(sandbox: &Sandbox) -> SandboxId {
     let id = sandbox

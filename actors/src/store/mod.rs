@@ -167,4 +167,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a small piece of server state.
     async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Keeps the tail of a sandbox's last install output (agent-mode configure); `None` forgets
+    /// it. Stored as a setting by default; the Kubernetes store uses the contract's ConfigMap.
+    async fn put_install_log(
+        &self,
+        namespace: &str,
+        sandbox: &str,
+        log: Option<&str>,
+    ) -> Result<()> {
+        self.put_setting(
+            &install_log_key(namespace, sandbox),
+            log.unwrap_or_default(),
+        )
+        .await
+    }
+
+    /// The install log [`Store::put_install_log`] kept, if any.
+    async fn get_install_log(&self, namespace: &str, sandbox: &str) -> Result<Option<String>> {
+        Ok(self
+            .get_setting(&install_log_key(namespace, sandbox))
+            .await?
+            .filter(|log| !log.is_empty()))
+    }
+}
+
+/// The settings key of a sandbox's install log.
+fn install_log_key(namespace: &str, sandbox: &str) -> String {
+    format!("install-log.{namespace}.{sandbox}")
 }

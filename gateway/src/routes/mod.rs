@@ -1,5 +1,6 @@
 //! REST handlers, a file per resource.
 
+pub mod agent;
 pub mod analytics;
 pub mod api_keys;
 pub mod audit;

@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::names;
 use super::pod::sh_quote;
 use crate::runtime::{
-    EXEC_OUTPUT_CAP, ExecOutput, ExecRequest, PtyInput, PtyOutput, PtyRequest, PtySession,
-    RuntimeError,
+    EXEC_OUTPUT_CAP, ExecEvent, ExecOutput, ExecRequest, ExecStream, PtyInput, PtyOutput,
+    PtyRequest, PtySession, RuntimeError,
 };
 
 /// Slack on top of a command's timeout before this side gives up on the Pod.
@@ -30,6 +30,16 @@ const CLIENT_SLACK: Duration = Duration::from_secs(5);
 /// The argv that runs `request` in `working_dir`: `env` for the extra variables, `timeout` when
 /// the image has it, stdin through `head -c`.
 pub fn exec_argv(request: &ExecRequest, working_dir: &str) -> Vec<String> {
+    exec_argv_with_pidfile(request, working_dir, None)
+}
+
+/// Like [`exec_argv`], and when `pidfile` is set the command's top process writes its pid there
+/// first, so a cancel can find and kill its process tree.
+fn exec_argv_with_pidfile(
+    request: &ExecRequest,
+    working_dir: &str,
+    pidfile: Option<&str>,
+) -> Vec<String> {
     let mut script = format!("cd {} || exit 1\n", sh_quote(working_dir));
     if request.stdin.is_empty() {
         script.push_str(&request.command);
@@ -41,8 +51,11 @@ pub fn exec_argv(request: &ExecRequest, working_dir: &str) -> Vec<String> {
         ));
     }
     let seconds = request.timeout.as_secs().max(1);
+    let record = pidfile
+        .map(|p| format!("echo $$ > {} 2>/dev/null; ", sh_quote(p)))
+        .unwrap_or_default();
     let wrapper = format!(
-        "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {seconds} /bin/sh -c \"$0\"; \
+        "{record}if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {seconds} /bin/sh -c \"$0\"; \
          else exec /bin/sh -c \"$0\"; fi"
     );
     let mut argv = Vec::new();
@@ -240,6 +253,157 @@ pub async fn run(
         timed_out,
         truncated: captured.truncated,
     })
+}
+
+/// Kills the process tree whose top pid is in `pidfile` (depth first, through
+/// `/proc/<pid>/task/*/children`), then removes the file.
+fn kill_tree_argv(pidfile: &str) -> Vec<String> {
+    let file = sh_quote(pidfile);
+    let script = format!(
+        "k() {{ for c in $(cat /proc/$1/task/*/children 2>/dev/null); do k $c; done; kill -KILL $1 2>/dev/null; }}; \
+         [ -f {file} ] && k \"$(cat {file})\"; rm -f {file}"
+    );
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+/// Starts a command and streams its output from a task that owns the exec. When the stream is
+/// dropped before the exit (a cancel), or the deadline passes, the task kills the command's
+/// process tree with a second exec: closing a v4 exec stream does not end the process.
+pub async fn stream(
+    pods: Api<Pod>,
+    pod: String,
+    request: ExecRequest,
+    working_dir: &str,
+) -> Result<ExecStream, RuntimeError> {
+    let pidfile = format!("/tmp/.agenttier-exec-{}.pid", crate::store::new_uid());
+    let deadline = request.timeout + CLIENT_SLACK;
+    let argv = exec_argv_with_pidfile(&request, working_dir, Some(&pidfile));
+    let params = AttachParams::default()
+        .stdin(!request.stdin.is_empty())
+        .stdout(true)
+        .stderr(true);
+    let mut process = attach(&pods, &pod, argv, params).await?;
+    let (events, receiver) = tokio::sync::mpsc::channel::<Result<ExecEvent, RuntimeError>>(16);
+    let started = Instant::now();
+    let timeout = request.timeout;
+    let stdin = request.stdin;
+    tokio::spawn(async move {
+        let mut writer = process.stdin();
+        let stdout = process.stdout();
+        let stderr = process.stderr();
+        let status = process.take_status();
+        let forward = |reader: Option<Box<dyn AsyncRead + Send + Unpin>>, stderr: bool| {
+            let events = events.clone();
+            async move {
+                let Some(mut reader) = reader else {
+                    return true;
+                };
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    match reader.read(&mut buf).await {
+                        Ok(0) | Err(_) => return true,
+                        Ok(n) => {
+                            let data = Bytes::copy_from_slice(&buf[..n]);
+                            let event = if stderr {
+                                ExecEvent::Stderr(data)
+                            } else {
+                                ExecEvent::Stdout(data)
+                            };
+                            if events.send(Ok(event)).await.is_err() {
+                                return false;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let run = async {
+            if let Some(writer) = writer.as_mut() {
+                let _ = writer.write_all(&stdin).await;
+                let _ = writer.flush().await;
+            }
+            let out = forward(
+                stdout.map(|r| Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
+                false,
+            );
+            let err = forward(
+                stderr.map(|r| Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
+                true,
+            );
+            let (out_open, err_open) = tokio::join!(out, err);
+            if !(out_open && err_open) {
+                return None;
+            }
+            let status = match status {
+                Some(s) => s.await,
+                None => None,
+            };
+            Some(status.as_ref().and_then(exit_code))
+        };
+        let cancelled = async { events.closed().await };
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(deadline, run) => outcome.ok(),
+            () = cancelled => Some(None),
+        };
+        drop(writer);
+        let finished = match outcome {
+            // Ended by itself.
+            Some(Some(Some(code))) => {
+                let timed_out = matches!(code, 124 | 137)
+                    && started.elapsed() + Duration::from_millis(500) >= timeout;
+                let exit_code = if timed_out { 124 } else { code };
+                Some(ExecEvent::Exit {
+                    exit_code,
+                    timed_out,
+                })
+            }
+            // The stream ended without a status: the Pod went away.
+            Some(Some(None)) => {
+                let _ = events
+                    .send(Err(RuntimeError::Agent {
+                        id: pod.clone(),
+                        detail: "the exec stream ended without an exit status (the Pod went away?)"
+                            .into(),
+                    }))
+                    .await;
+                None
+            }
+            // Cancelled by the receiver.
+            Some(None) => None,
+            // Past the deadline with the Pod silent.
+            None => Some(ExecEvent::Exit {
+                exit_code: 124,
+                timed_out: true,
+            }),
+        };
+        let ended = matches!(
+            &finished,
+            Some(ExecEvent::Exit {
+                timed_out: false,
+                ..
+            })
+        );
+        if let Some(event) = finished {
+            let _ = events.send(Ok(event)).await;
+        }
+        process.abort();
+        let cleanup = kill_tree_argv(&pidfile);
+        let cleanup = if ended {
+            // Only the pid file is left; no process to kill.
+            vec!["rm".into(), "-f".into(), pidfile.clone()]
+        } else {
+            cleanup
+        };
+        let _ = capture(&pods, &pod, cleanup, Vec::new(), CLIENT_SLACK, 1024).await;
+    });
+    Ok(Box::pin(tokio_stream_of(receiver)))
+}
+
+/// The receiving end of a channel as a stream.
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
 /// The argv of a terminal: `request.command` in the working dir, or a login `/bin/sh` when the

@@ -40,9 +40,9 @@ use kube::{Client, Resource, ResourceExt};
 pub use config::KubernetesRuntimeConfig;
 
 use super::{
-    ByteStream, DirListing, ExecOutput, ExecRequest, FileDownload, Liveness, PortConnection,
-    PtyRequest, PtySession, Result, Runtime, RuntimeError, RuntimeInstance, RuntimeSpec, SandboxId,
-    SnapshotInfo, WorkspaceSeed,
+    ByteStream, DirListing, ExecOutput, ExecRequest, ExecStream, FileDownload, Liveness,
+    PortConnection, PtyRequest, PtySession, Result, Runtime, RuntimeError, RuntimeInstance,
+    RuntimeSpec, SandboxId, SnapshotInfo, WorkspaceSeed,
 };
 use crate::sandbox::StoreTemplates;
 use crate::store::kubernetes::{SandboxDirectory, SandboxRef};
@@ -363,6 +363,16 @@ impl Runtime for KubernetesRuntime {
             .unwrap_or_else(|| Self::working_dir(&pod));
         let pods: Api<Pod> = self.api(&pod.namespace().unwrap_or_default());
         exec::run(&pods, &pod.name_any(), request, &working_dir).await
+    }
+
+    async fn exec_stream(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecStream> {
+        let pod = self.running_pod(id).await?;
+        let working_dir = request
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| Self::working_dir(&pod));
+        let pods: Api<Pod> = self.api(&pod.namespace().unwrap_or_default());
+        exec::stream(pods, pod.name_any(), request, &working_dir).await
     }
 
     async fn open_pty(&self, id: &SandboxId, request: PtyRequest) -> Result<PtySession> {

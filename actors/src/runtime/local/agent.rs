@@ -18,13 +18,13 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::runtime::EXEC_OUTPUT_CAP;
 
 use super::protocol::{Request, Response, read_frame, write_frame};
-use super::{seccomp, serve_files, serve_port, serve_pty, spawn, unpack, zip_stream};
+use super::{seccomp, serve_exec, serve_files, serve_port, serve_pty, spawn, unpack, zip_stream};
 
 /// How long output is still collected after a command's main process exited (or was killed), for
 /// background processes that keep its pipes open; they keep running, their later output is lost.
-const DRAIN_GRACE: Duration = Duration::from_millis(100);
+pub(super) const DRAIN_GRACE: Duration = Duration::from_millis(100);
 /// Exit code reported for a command killed at its timeout (as `timeout(1)` does).
-const TIMEOUT_EXIT: i32 = 124;
+pub(super) const TIMEOUT_EXIT: i32 = 124;
 
 /// Where the agent serves and how.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -191,6 +191,22 @@ async fn handle(mut stream: UnixStream, workdir: std::sync::Arc<str>) {
             max_bytes,
         } => return unpack::receive_unpack(stream, dir, format, max_bytes).await,
         Request::ConnectPort { port } => return serve_port::relay(stream, port).await,
+        Request::ExecStream {
+            command,
+            timeout_ms,
+            env,
+            working_dir,
+            stdin,
+        } => {
+            let options = serve_exec::StreamOptions {
+                command,
+                timeout: Duration::from_millis(timeout_ms),
+                env,
+                dir: working_dir.unwrap_or_else(|| workdir.to_string()),
+                stdin,
+            };
+            return serve_exec::serve(stream, options).await;
+        }
         Request::Exec {
             command,
             timeout_ms,
@@ -259,6 +275,42 @@ async fn drain(pipe: Option<impl AsyncRead + Unpin>, capture: &mut Capture) {
     }
 }
 
+/// Starts `/bin/sh -c command` in its own process group with piped output (and stdin when
+/// there is input). A failure is answered like a shell would: exit 127 when something is
+/// missing (the directory, /bin/sh), else 126, with the reason as stderr.
+pub(super) fn spawn_command(
+    command: &str,
+    env: &BTreeMap<String, String>,
+    dir: &str,
+    piped_stdin: bool,
+) -> Result<tokio::process::Child, (i32, String)> {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .envs(env)
+        .stdin(if piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    spawn::raise_oom_score_adj(&mut cmd);
+    cmd.spawn().map_err(|e| {
+        let exit_code = if e.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
+        (
+            exit_code,
+            format!("agenttier: cannot run the command in {dir}: {e}\n"),
+        )
+    })
+}
+
 /// Runs `/bin/sh -c command` in its own process group; on timeout the whole group is killed.
 async fn exec(
     command: &str,
@@ -267,32 +319,12 @@ async fn exec(
     dir: &str,
     stdin: Vec<u8>,
 ) -> Response {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .envs(env)
-        .stdin(if stdin.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    spawn::raise_oom_score_adj(&mut cmd);
-    let mut child = match cmd.spawn() {
+    let mut child = match spawn_command(command, env, dir, !stdin.is_empty()) {
         Ok(child) => child,
-        Err(e) => {
-            // Like a shell: 127 when something is missing (the directory, /bin/sh), else 126.
-            let exit_code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
+        Err((exit_code, stderr)) => {
             return Response::ExecResult {
                 stdout: String::new(),
-                stderr: format!("agenttier: cannot run the command in {dir}: {e}\n"),
+                stderr,
                 exit_code,
                 timed_out: false,
                 truncated: false,

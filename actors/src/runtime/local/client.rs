@@ -14,9 +14,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 use crate::runtime::{
-    ArchiveFormat, ByteStream, DirListing, EXEC_OUTPUT_CAP, ExecOutput, ExecRequest, FileDownload,
-    FileErrorKind, PtyInput, PtyOutput, PtyRequest, PtySession, Result, RuntimeError,
-    UnpackSummary,
+    ArchiveFormat, ByteStream, DirListing, EXEC_OUTPUT_CAP, ExecEvent, ExecOutput, ExecRequest,
+    ExecStream, FileDownload, FileErrorKind, PtyInput, PtyOutput, PtyRequest, PtySession, Result,
+    RuntimeError, UnpackSummary,
 };
 
 use super::protocol::{
@@ -112,6 +112,70 @@ impl<'a> AgentClient<'a> {
             Response::Error { message } => Err(self.agent_error(message)),
             other => Err(self.unexpected(&other)),
         }
+    }
+
+    /// Starts one command and streams its output. Dropping the stream closes the connection,
+    /// which the agent takes as a cancel. An agent that stays silent past the command's timeout
+    /// (plus the reply grace) ends the stream with an error.
+    pub async fn exec_stream(&self, request: ExecRequest) -> Result<ExecStream> {
+        let timeout = request.timeout;
+        let wire = Request::ExecStream {
+            command: request.command,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            env: request.env,
+            working_dir: request.working_dir,
+            stdin: request.stdin,
+        };
+        let (stream, first) = self.open(&wire, OPEN_TIMEOUT).await?;
+        if !matches!(first, Response::ExecStarted { .. }) {
+            return Err(self.refused(first));
+        }
+        let deadline = tokio::time::Instant::now() + timeout.saturating_add(EXEC_REPLY_GRACE);
+        let id = self.id.to_owned();
+        let state = Some(stream);
+        let events = futures::stream::unfold(state, move |state| {
+            let id = id.clone();
+            async move {
+                let mut stream = state?;
+                let broken = |detail: String| RuntimeError::Agent {
+                    id: id.clone(),
+                    detail,
+                };
+                loop {
+                    let next = tokio::time::timeout_at(deadline, read_chunk(&mut stream)).await;
+                    let event = match next {
+                        Ok(Ok(Some(Chunk::Data { data }))) => ExecEvent::Stdout(Bytes::from(data)),
+                        Ok(Ok(Some(Chunk::Stderr { data }))) => {
+                            ExecEvent::Stderr(Bytes::from(data))
+                        }
+                        Ok(Ok(Some(Chunk::Finished {
+                            exit_code,
+                            timed_out,
+                        }))) => {
+                            return Some((
+                                Ok(ExecEvent::Exit {
+                                    exit_code,
+                                    timed_out,
+                                }),
+                                None,
+                            ));
+                        }
+                        Ok(Ok(Some(_))) => continue,
+                        Ok(Ok(None)) => {
+                            let e = broken("the command's stream ended without an exit".into());
+                            return Some((Err(e), None));
+                        }
+                        Ok(Err(e)) => return Some((Err(broken(e.to_string())), None)),
+                        Err(_) => {
+                            let e = broken("no exit from the command past its timeout".into());
+                            return Some((Err(e), None));
+                        }
+                    };
+                    return Some((Ok(event), Some(stream)));
+                }
+            }
+        });
+        Ok(Box::pin(events))
     }
 
     /// Opens a connection, sends `request` and reads the first answer within `timeout`; the

@@ -18,6 +18,7 @@ mod process;
 mod protocol;
 mod pty;
 mod seccomp;
+mod serve_exec;
 mod serve_files;
 mod serve_port;
 mod serve_pty;
@@ -46,8 +47,8 @@ use super::{
     UnpackSummary,
 };
 use super::{
-    ExecOutput, ExecRequest, Liveness, Result, Runtime, RuntimeError, RuntimeInstance, RuntimeSpec,
-    SandboxId, SnapshotInfo, WorkspaceSeed,
+    ExecOutput, ExecRequest, ExecStream, Liveness, Result, Runtime, RuntimeError, RuntimeInstance,
+    RuntimeSpec, SandboxId, SnapshotInfo, WorkspaceSeed,
 };
 use bwrap::{BwrapPlan, RootFs};
 use cgroup::{CgroupSupport, Limits, SandboxCgroup};
@@ -498,6 +499,13 @@ impl Runtime for LocalRuntime {
     async fn exec(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecOutput> {
         let paths = self.layout.sandbox(id)?;
         AgentClient::new(&id.0, &paths.socket).exec(request).await
+    }
+
+    async fn exec_stream(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecStream> {
+        let paths = self.layout.sandbox(id)?;
+        AgentClient::new(&id.0, &paths.socket)
+            .exec_stream(request)
+            .await
     }
 
     async fn open_pty(&self, id: &SandboxId, request: PtyRequest) -> Result<PtySession> {

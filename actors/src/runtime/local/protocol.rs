@@ -6,6 +6,8 @@
 //!
 //! Streaming calls answer their request with one `Response` too (`PtyOpened`, `FileStart`,
 //! `ArchiveStart`, `Ready`, `Connected`, or an error) and then carry more on the same connection:
+//! - Streamed exec: `Data` (stdout) and `Stderr` chunks out, then `Finished`; the host closing
+//!   its side kills the command.
 //! - PTY: [`Chunk`] frames both ways (`Data`, `Resize` in; `Data`, then `Exited` out); the host
 //!   closing its side hangs the terminal up.
 //! - Download and archive: `Data` chunks out, then `End` (or `Failed`).
@@ -38,6 +40,24 @@ pub enum Request {
     Ping,
     /// Run `/bin/sh -c command`; answered with [`Response::ExecResult`].
     Exec {
+        /// The shell command line.
+        command: String,
+        /// Kill the command's process group after this many milliseconds.
+        timeout_ms: u64,
+        /// Extra environment for this command.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Working directory; `None` = the sandbox's default.
+        #[serde(default)]
+        working_dir: Option<String>,
+        /// Bytes fed to the command's stdin (base64 on the wire), then closed.
+        #[serde(default, with = "base64_bytes")]
+        stdin: Vec<u8>,
+    },
+    /// Run `/bin/sh -c command` and stream its output: [`Response::ExecStarted`], then
+    /// `Data` (stdout) and `Stderr` chunks as they come, then `Finished`. The host closing its
+    /// side kills the command's process group (a cancel).
+    ExecStream {
         /// The shell command line.
         command: String,
         /// Kill the command's process group after this many milliseconds.
@@ -137,6 +157,19 @@ pub enum Chunk {
         /// The exit code, or 128+signal; `None` when unknown.
         code: Option<i32>,
     },
+    /// Bytes a streamed exec wrote to stderr (its stdout travels as `Data`).
+    Stderr {
+        /// The bytes.
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
+    },
+    /// A streamed exec ended; nothing follows.
+    Finished {
+        /// Exit code; 128+signal when killed; 124 on timeout.
+        exit_code: i32,
+        /// Killed at the timeout.
+        timed_out: bool,
+    },
     /// The stream broke off; nothing follows.
     Failed {
         /// What kind of failure.
@@ -172,6 +205,11 @@ pub enum Response {
     Error {
         /// What went wrong.
         message: String,
+    },
+    /// A streamed exec runs; [`Chunk`]s follow.
+    ExecStarted {
+        /// The command's pid (and process group) inside the sandbox.
+        pid: u32,
     },
     /// A PTY is open; [`Chunk`]s follow.
     PtyOpened {
