@@ -19,10 +19,11 @@ fn python() -> PathBuf {
     path
 }
 
-#[test]
-fn published_sdk_life_cycle() {
-    let server = Server::start();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_lifecycle.py");
+/// Runs `python/<script>` against `server` and checks it printed `ok_line`.
+fn run_sdk_script(server: &Server, script: &str, ok_line: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
     let output = std::process::Command::new(python())
         .arg(script)
         .env("AGENTTIER_API_URL", &server.url)
@@ -32,8 +33,22 @@ fn published_sdk_life_cycle() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        output.status.success() && stdout.contains("SDK life cycle OK"),
+        output.status.success() && stdout.contains(ok_line),
         "SDK run failed:\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
         server.log()
     );
+}
+
+#[test]
+fn published_sdk_life_cycle() {
+    let server = Server::start();
+    run_sdk_script(&server, "sdk_lifecycle.py", "SDK life cycle OK");
+}
+
+/// Agent mode (configure, invoke, invoke_stream, cancel, the concurrency limit) through the
+/// SDK's `sandbox.agent` API.
+#[test]
+fn published_sdk_agent_mode() {
+    let server = Server::start();
+    run_sdk_script(&server, "sdk_agent.py", "SDK agent mode OK");
 }
