@@ -209,6 +209,28 @@ impl ControlPlane {
         .map(|resolved| resolved.spec))
     }
 
+    /// The harness constraints of a sandbox's template chain (none when it does not resolve).
+    pub async fn constraints(
+        &self,
+        sandbox: &agenttier_crds::Sandbox,
+    ) -> Result<agenttier_crds::ConstraintsSpec> {
+        Ok(self
+            .resolved_template(sandbox)
+            .await?
+            .and_then(|t| t.harness)
+            .and_then(|h| h.constraints)
+            .unwrap_or_default())
+    }
+
+    /// `maxFileSize` of a sandbox's template chain, in bytes.
+    pub async fn max_file_size(&self, sandbox: &agenttier_crds::Sandbox) -> Result<Option<u64>> {
+        Ok(self
+            .constraints(sandbox)
+            .await?
+            .max_file_size
+            .and_then(|q| agenttier_crds::quantity::parse_bytes(&q).ok()))
+    }
+
     /// Runs a command; waits as long as the command's own timeout allows.
     pub async fn exec(&self, key: &SandboxKey, request: ExecRequest) -> Result<ExecOutput> {
         let timeout = request.timeout + Duration::from_secs(10);

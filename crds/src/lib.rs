@@ -4,6 +4,7 @@
 //! persists them, the Kubernetes runtime reads and writes them as CRs, the gateway serialises them.
 
 pub mod common;
+pub mod constraints;
 pub mod defaults;
 pub mod duration;
 pub mod error;

@@ -46,6 +46,25 @@ pub struct SandboxJson {
     /// Last activity, Go's time text format.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_activity_at: Option<String>,
+    /// The status conditions (`Ready`, `ToolsReady`, `OnStartHookSucceeded`), an addition to
+    /// the contract's shape that clients ignore; omitted when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionJson>,
+}
+
+/// One status condition, as the UI and CLI show it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionJson {
+    /// The condition's type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// A machine-readable reason.
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// Go's `time.Time.String()` layout for a UTC time: `2025-01-02 03:04:05 +0000 UTC`.
@@ -87,6 +106,16 @@ impl SandboxJson {
                 display_name: c.display_name.clone().unwrap_or_default(),
             }),
             last_activity_at: status.last_activity_timestamp.as_ref().map(go_time),
+            conditions: status
+                .conditions
+                .iter()
+                .map(|c| ConditionJson {
+                    type_: c.type_.clone(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct RuntimeSpec {
     pub working_dir: String,
     /// Opt-in network access; `false` = loopback only.
     pub allow_internet: bool,
+    /// Paths hidden inside the sandbox (the template's `restrictedPaths`): each is covered by an
+    /// empty read-only mount.
+    pub restricted_paths: Vec<String>,
     /// The template's image; on the local runtime an image that names a root filesystem
     /// directory is used as `/`, anything else means the host's `/usr`, `/etc`, `/opt`.
     pub image: Option<String>,
@@ -155,6 +158,13 @@ pub enum Liveness {
 pub trait Runtime: Send + Sync + 'static {
     /// The runtime's name as `--runtime` spells it (`local`, `kubernetes`).
     fn name(&self) -> &'static str;
+
+    /// Whether the runtime itself seeds a template's files and runs its init scripts as part of
+    /// [`Runtime::start`] (Kubernetes does, in init containers); otherwise the sandbox actor
+    /// does, through exec, before the sandbox is Running.
+    fn runs_init_steps(&self) -> bool {
+        false
+    }
 
     /// Creates the workspace of a new sandbox. Fails if it already exists.
     async fn prepare(&self, id: &SandboxId, seed: WorkspaceSeed) -> Result<()>;

@@ -92,6 +92,10 @@ pub struct SandboxState {
     pub(super) pending_stop: Option<PendingStop>,
     /// A health probe is in flight.
     pub(super) probing: bool,
+    /// The template's setup and hooks as of the current run.
+    pub(super) setup: super::harness::Setup,
+    /// The start under way is a resume (its hook is `onResume`, not `onStart`).
+    pub(super) resuming: bool,
 }
 
 impl Actor for SandboxActor {
@@ -121,6 +125,8 @@ impl Actor for SandboxActor {
             last_activity: now,
             pending_stop: None,
             probing: false,
+            setup: Default::default(),
+            resuming: false,
         })
     }
 
@@ -465,6 +471,10 @@ impl SandboxState {
             )));
         }
         self.cancel_timers();
+        if phase == Some(SandboxPhase::Running) {
+            let setup = self.setup.clone();
+            self.run_hook(&setup, super::harness::Hook::Stop).await?;
+        }
         self.deps.runtime.stop(&runtime_id(&self.sandbox)).await?;
         let event = (
             AuditAction::Stop.reason(),
@@ -507,7 +517,10 @@ impl SandboxState {
             s.restart_count = None;
         })
         .await?;
-        self.start(actor).await?;
+        self.resuming = true;
+        let started = self.start(actor).await;
+        self.resuming = false;
+        started?;
         Ok(self.sandbox.clone())
     }
 
@@ -564,6 +577,8 @@ impl SandboxState {
             return;
         }
         self.touch_activity().await;
+        let mut request = request;
+        request.timeout = self.setup.capped(request.timeout);
         // Recorded before the command runs (in order with the sandbox's other events); a
         // failed write is logged rather than refusing the command.
         let record = audit::event(

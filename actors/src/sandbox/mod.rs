@@ -4,6 +4,7 @@
 mod actor;
 mod backups;
 mod deps;
+mod harness;
 mod healing;
 #[cfg(test)]
 mod healing_tests;

@@ -183,5 +183,6 @@ pub fn runtime_spec(display_name: String, spec: &SandboxSpec) -> Result<RuntimeS
             .and_then(|n| n.allow_internet)
             .unwrap_or(false),
         image: spec.image.as_ref().map(|i| i.repository.clone()),
+        restricted_paths: Vec::new(),
     })
 }

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use agenttier_crds::constraints::unenforceable;
 use agenttier_crds::resolve::{effective_sandbox_spec, resolve_template};
 use agenttier_crds::{AgentSpec, SandboxPhase};
 use kube::ResourceExt;
@@ -17,6 +18,7 @@ use crate::runtime::{
 use crate::store::EventType;
 
 use super::actor::SandboxState;
+use super::harness::{Hook, Setup};
 use super::spec::runtime_spec;
 use super::status::{self, CONTROLLER};
 use super::timeouts::{RunLimits, instant_of};
@@ -28,6 +30,7 @@ pub(super) struct Resolved {
     limits: RunLimits,
     template_rv: String,
     agent: Option<AgentSpec>,
+    setup: Setup,
 }
 
 impl SandboxState {
@@ -39,7 +42,10 @@ impl SandboxState {
             Ok(Liveness::Alive(instance)) => {
                 tracing::info!(sandbox = %self.key, pod = %instance.pod_name, "re-adopted running sandbox");
                 let limits = match self.resolve().await? {
-                    Ok(resolved) => resolved.limits,
+                    Ok(resolved) => {
+                        self.setup = resolved.setup;
+                        resolved.limits
+                    }
                     Err(_) => RunLimits::from_spec(&self.sandbox.spec).unwrap_or_default(),
                 };
                 let status = self.sandbox.status.clone().unwrap_or_default();
@@ -88,10 +94,22 @@ impl SandboxState {
         };
         let effective = effective_sandbox_spec(&self.sandbox.spec, &resolved.spec);
         let invalid = |e: String| ("InvalidConfig", format!("Invalid configuration: {e}"));
-        let spec = match runtime_spec(self.key.to_string(), &effective) {
+        let problems = unenforceable(&resolved.spec, self.deps.runtime.name());
+        if !problems.is_empty() {
+            return Ok(Err(invalid(problems.join("; "))));
+        }
+        let mut spec = match runtime_spec(self.key.to_string(), &effective) {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(invalid(e))),
         };
+        spec.restricted_paths = resolved
+            .spec
+            .harness
+            .as_ref()
+            .and_then(|h| h.constraints.as_ref())
+            .map(|c| c.restricted_paths.clone())
+            .unwrap_or_default();
+        let setup = Setup::from_template(&resolved.spec, &spec.mount_path);
         let limits = match RunLimits::from_spec(&effective) {
             Ok(limits) => limits,
             Err(e) => return Ok(Err(invalid(e))),
@@ -101,6 +119,7 @@ impl SandboxState {
             limits,
             template_rv: resolved.resource_version.clone(),
             agent: resolved.spec.harness.as_ref().and_then(|h| h.agent.clone()),
+            setup,
         }))
     }
 
@@ -124,6 +143,11 @@ impl SandboxState {
         let Ok(resolved) = self.resolve().await? else {
             return Ok(false);
         };
+        // A pre-started instance has run nothing of the template's setup; a sandbox that needs
+        // files, init scripts or tools before it is Running starts cold.
+        if !resolved.setup.ready_without_steps() {
+            return Ok(false);
+        }
         let template = self.sandbox.spec.template_ref.name.clone();
         let Some(claimed) = self.deps.pool.claim(&template, &resolved.spec).await else {
             return Ok(false);
@@ -166,6 +190,12 @@ impl SandboxState {
         }
         match self.deps.runtime.start(&id, &resolved.spec).await {
             Ok(instance) => {
+                if let Err((reason, message)) = self.set_up(&resolved.setup, &id).await? {
+                    if let Err(e) = self.deps.runtime.stop(&id).await {
+                        tracing::warn!(sandbox = %self.key, error = %e, "could not stop a sandbox whose setup failed");
+                    }
+                    return self.fail(reason, message, actor).await;
+                }
                 self.started(actor, &resolved, instance, started, None)
                     .await
             }
@@ -265,7 +295,14 @@ impl SandboxState {
         let now = Instant::now();
         self.activity_persisted_at = Some(now);
         self.enter_running(resolved.limits, now, now);
-        Ok(())
+        self.setup = resolved.setup.clone();
+        let hook = if std::mem::take(&mut self.resuming) {
+            Hook::Resume
+        } else {
+            Hook::Start
+        };
+        let setup = self.setup.clone();
+        self.run_hook(&setup, hook).await
     }
 
     /// Goes to Error for good: a failure no retry can fix.

@@ -19,6 +19,7 @@ use crate::Result;
 use crate::store::EventType;
 
 use super::actor::SandboxState;
+use super::harness::Hook;
 use super::messages::SandboxMsg;
 use super::status::CONTROLLER;
 use super::timings::human;
@@ -196,6 +197,11 @@ impl SandboxState {
             ),
         };
         self.leave_running();
+        let setup = self.setup.clone();
+        if reason == StopReason::IdleTimeout {
+            self.run_hook(&setup, Hook::Idle).await?;
+        }
+        self.run_hook(&setup, Hook::Stop).await?;
         self.deps.runtime.stop(&runtime_id(&self.sandbox)).await?;
         let event = (event_reason, EventType::Normal, detail);
         self.transition(SandboxPhase::Stopped, message, event, CONTROLLER, |s| {

@@ -126,6 +126,18 @@ async fn configure(
     let (key, sandbox) = running_agent_sandbox(&state, &identity, &id, "/configure")?;
     let ApiJson(request) = body?;
     let plan = request.plan()?;
+    if let Some(cap) = state.control.max_file_size(&sandbox).await? {
+        let over = plan
+            .files
+            .iter()
+            .find(|(_, bytes)| bytes.len() as u64 > cap);
+        if let Some((path, bytes)) = over {
+            return Err(ApiError::Forbidden(format!(
+                "{path} is {} bytes, over the template's maxFileSize of {cap} bytes",
+                bytes.len()
+            )));
+        }
+    }
     let policy = state.control.governance.effective(&key.namespace).await?;
     if let Err(denied) = configure::check_governance(&policy, &sandbox) {
         let record = agenttier_actors::sandbox::sandbox_event(
@@ -204,14 +216,12 @@ async fn invoke(
             ApiError::BadRequest(format!("invalid request body: {}", e.body_text()))
         }
     })?;
-    let template = state.control.resolved_template(&sandbox).await?;
-    let constraints = template
-        .as_ref()
-        .and_then(|t| t.harness.as_ref())
-        .and_then(|h| h.constraints.as_ref());
+    let constraints = state.control.constraints(&sandbox).await?;
     let max_command_timeout = constraints
-        .and_then(|c| c.max_command_timeout.as_deref())
-        .and_then(|d| agenttier_crds::duration::parse_go_duration(d).ok());
+        .max_command_timeout
+        .as_deref()
+        .and_then(|d| agenttier_crds::duration::parse_go_duration(d).ok())
+        .filter(|d| !d.is_zero());
     let agent = sandbox
         .status
         .as_ref()

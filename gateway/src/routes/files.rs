@@ -204,17 +204,22 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let (key, _, runtime) = running_sandbox(&state, &identity, &id, Need::Write)?;
+    let (key, sandbox, runtime) = running_sandbox(&state, &identity, &id, Need::Write)?;
     let path = clean_path(&raw).map_err(bad_path)?;
     if path == "/" {
         return Err(ApiError::BadRequest("cannot write to /".into()));
     }
-    let body = body_stream(&headers, body, MAX_FILE_BYTES).await?;
+    // The template's maxFileSize constraint caps uploads below the server's own limit.
+    let limit = match state.control.max_file_size(&sandbox).await? {
+        Some(cap) => cap.min(MAX_FILE_BYTES),
+        None => MAX_FILE_BYTES,
+    };
+    let body = body_stream(&headers, body, limit).await?;
     state.control.record_activity(&key);
     let bytes = state
         .control
         .runtime
-        .write_file(&runtime, &path, body, MAX_FILE_BYTES)
+        .write_file(&runtime, &path, body, limit)
         .await
         .map_err(file_error)?;
     Ok((
@@ -283,7 +288,7 @@ pub async fn upload_archive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let (key, _, runtime) = running_sandbox(&state, &identity, &id, Need::Write)?;
+    let (key, sandbox, runtime) = running_sandbox(&state, &identity, &id, Need::Write)?;
     let raw = query.path.filter(|p| !p.is_empty());
     let dir = clean_path(raw.as_deref().unwrap_or("/workspace")).map_err(bad_path)?;
     let format = match query.format.as_deref().filter(|f| !f.is_empty()) {
@@ -292,7 +297,10 @@ pub async fn upload_archive(
             ApiError::BadRequest(format!("unknown format {name:?}: use tar, tgz or zip"))
         })?),
     };
-    let limit = state.config.max_upload_bytes;
+    let limit = match state.control.max_file_size(&sandbox).await? {
+        Some(cap) => cap.min(state.config.max_upload_bytes),
+        None => state.config.max_upload_bytes,
+    };
     let body = body_stream(&headers, body, limit).await?;
     state.control.record_activity(&key);
     let summary = state

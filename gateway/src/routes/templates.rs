@@ -43,6 +43,19 @@ pub async fn get(
     Ok(Json(TemplateJson::from_template(&template)))
 }
 
+/// Refuses a template whose harness constraints this server's runtime cannot enforce.
+fn enforceable(state: &AppState, spec: &SandboxTemplateSpec) -> Result<(), ApiError> {
+    let problems = agenttier_crds::constraints::unenforceable(spec, state.control.runtime.name());
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid template: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
 /// The body of POST `/templates`.
 #[derive(Deserialize)]
 pub struct CreateTemplate {
@@ -59,6 +72,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<TemplateJson>)> {
     identity.require_admin()?;
     validate::dns_label("name", &body.name)?;
+    enforceable(&state, &body.spec)?;
     let mut template =
         ClusterSandboxTemplate::new(&body.name, ClusterSandboxTemplateSpec(body.spec));
     template
@@ -95,6 +109,7 @@ pub async fn replace(
     ApiJson(body): ApiJson<ReplaceTemplate>,
 ) -> ApiResult<Json<TemplateJson>> {
     identity.require_admin()?;
+    enforceable(&state, &body.spec)?;
     let spec = ClusterSandboxTemplateSpec(body.spec);
     let updated = state
         .control

@@ -365,6 +365,10 @@ impl Runtime for KubernetesRuntime {
         exec::run(&pods, &pod.name_any(), request, &working_dir).await
     }
 
+    fn runs_init_steps(&self) -> bool {
+        true
+    }
+
     async fn exec_stream(&self, id: &SandboxId, request: ExecRequest) -> Result<ExecStream> {
         let pod = self.running_pod(id).await?;
         let working_dir = request

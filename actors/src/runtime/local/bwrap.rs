@@ -123,10 +123,45 @@ pub struct BwrapPlan<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Keep the host network namespace instead of a loopback-only one.
     pub allow_internet: bool,
+    /// Paths to hide (restricted paths), with what each is.
+    pub masks: &'a [Mask],
     /// The fd bubblewrap writes `{"child-pid": N, ...}` to.
     pub info_fd: RawFd,
     /// The inherited listening socket the agent serves on.
     pub listen_fd: RawFd,
+}
+
+/// A restricted path and how it is hidden.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// A file: `/dev/null` is bound over it, read-only.
+    File(String),
+    /// A directory (or a path that does not exist yet, in a writable place): an empty tmpfs,
+    /// remounted read-only, so nothing can be read from or written into it.
+    Dir(String),
+}
+
+impl Mask {
+    /// How to hide `path` inside a sandbox whose workspace (mounted at `mount_path`) is
+    /// `workspace` on the host and whose root comes from `root`; `None` when there is nothing
+    /// there and nothing can be created there (the read-only root).
+    pub fn for_path(path: &str, mount_path: &str, workspace: &Path, root: &Path) -> Option<Self> {
+        let inside_workspace = crate::runtime::files::is_within(path, mount_path);
+        let host = if inside_workspace {
+            let rel = path[mount_path.len()..].trim_start_matches('/');
+            workspace.join(rel)
+        } else {
+            root.join(path.trim_start_matches('/'))
+        };
+        match std::fs::metadata(&host) {
+            Ok(meta) if meta.is_dir() => Some(Self::Dir(path.to_string())),
+            Ok(_) => Some(Self::File(path.to_string())),
+            Err(_) if inside_workspace || crate::runtime::files::is_within(path, "/tmp") => {
+                Some(Self::Dir(path.to_string()))
+            }
+            Err(_) => None,
+        }
+    }
 }
 
 /// The spec's mount path, defaulted and checked: absolute, normalized, not `/` and not on a path
@@ -263,6 +298,17 @@ pub fn args(plan: &BwrapPlan<'_>) -> Result<BwrapArgs> {
     a.flag("--bind").path(plan.workspace).arg(plan.mount_path);
     a.flag("--ro-bind").path(plan.run_dir).arg(INNER_RUN_DIR);
     a.flag("--ro-bind").path(plan.agent_binary).arg(INNER_AGENT);
+    for mask in plan.masks {
+        match mask {
+            Mask::File(path) => {
+                a.flag("--ro-bind").arg("/dev/null").arg(path);
+            }
+            Mask::Dir(path) => {
+                a.flag("--perms").arg("0555").flag("--tmpfs").arg(path);
+                a.flag("--remount-ro").arg(path);
+            }
+        }
+    }
     a.flag("--chdir").arg(plan.mount_path);
     // bubblewrap also sets no_new_privs unconditionally.
     a.flag("--cap-drop").arg("ALL");
@@ -336,6 +382,7 @@ mod tests {
             working_dir: "/workspace/src",
             env,
             allow_internet,
+            masks: &[],
             info_fd: 7,
             listen_fd: 8,
         };
@@ -426,6 +473,7 @@ mod tests {
             working_dir: "/workspace",
             env: &env,
             allow_internet: false,
+            masks: &[],
             info_fd: 3,
             listen_fd: 4,
         };
@@ -503,6 +551,7 @@ mod tests {
             working_dir: "/workspace",
             env: &env,
             allow_internet: false,
+            masks: &[],
             info_fd: 3,
             listen_fd: 4,
         };

@@ -303,6 +303,11 @@ impl LocalRuntime {
             .map_err(|e| RuntimeError::io(format!("creating {}", paths.log.display()), e))?;
         let (info_read, info_write) =
             std::io::pipe().map_err(|e| RuntimeError::io("creating a pipe", e))?;
+        let masks: Vec<bwrap::Mask> = spec
+            .restricted_paths
+            .iter()
+            .filter_map(|p| bwrap::Mask::for_path(p, &mount_path, &paths.workspace, &root.source))
+            .collect();
         let args = bwrap::args(&BwrapPlan {
             root,
             workspace: &paths.workspace,
@@ -312,6 +317,7 @@ impl LocalRuntime {
             working_dir: &working_dir,
             env: &spec.env,
             allow_internet: spec.allow_internet,
+            masks: &masks,
             info_fd: info_write.as_raw_fd(),
             listen_fd: listener.as_raw_fd(),
         })?;
