@@ -52,3 +52,36 @@ fn published_sdk_agent_mode() {
     let server = Server::start();
     run_sdk_script(&server, "sdk_agent.py", "SDK agent mode OK");
 }
+
+/// `examples/langgraph-agent` as a user runs it: its template created through the REST API,
+/// then `run.py` configuring and invoking a sandbox through the SDK.
+#[tokio::test]
+async fn langgraph_example_runs() {
+    let server = Server::start();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/langgraph-agent");
+    let yaml = std::fs::read_to_string(example.join("template.yaml")).unwrap();
+    let template: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    let (status, body) = server
+        .post(
+            "/templates",
+            serde_json::json!({"name": template["metadata"]["name"], "spec": template["spec"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let output = std::process::Command::new(python())
+        .arg(example.join("run.py"))
+        .env("AGENTTIER_API_URL", &server.url)
+        .env("AGENTTIER_API_KEY", &server.admin_key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success()
+            && stdout.contains("example OK")
+            && stdout.contains("[stdout] {\"answer\": \"Answer to 'Which sandboxes survive a restart?' after 3 steps.\", \"persona\": true}")
+            && stdout.contains("[stderr] plan: 3 steps"),
+        "example failed:\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+}

@@ -13,6 +13,7 @@
 pub mod api_keys;
 pub mod directory;
 pub mod events;
+pub mod install_log;
 pub mod objects;
 pub mod settings;
 pub mod watch;
@@ -455,6 +456,20 @@ impl Store for KubernetesStore {
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
         self.put_config_map_setting(key, value).await
+    }
+
+    async fn put_install_log(
+        &self,
+        namespace: &str,
+        sandbox: &str,
+        log: Option<&str>,
+    ) -> Result<()> {
+        self.put_install_log_config_map(namespace, sandbox, log)
+            .await
+    }
+
+    async fn get_install_log(&self, namespace: &str, sandbox: &str) -> Result<Option<String>> {
+        self.get_install_log_config_map(namespace, sandbox).await
     }
 }
 
