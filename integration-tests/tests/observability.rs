@@ -244,6 +244,105 @@ async fn metrics_parse_and_reflect_a_workload() {
     }
 }
 
+/// Agent mode shows up in traces (an `agent.configure` and an `agent.invoke` span inside their
+/// HTTP requests' traces, with bounded attributes) and in the contract's agent metrics.
+#[tokio::test]
+async fn agent_mode_has_spans_and_metrics() {
+    let (endpoint, seen) = start_receiver().await;
+    let server = Server::start_with(ServerOptions {
+        env: otel_env(&endpoint),
+        ..Default::default()
+    });
+    server.create_running("agent", "langgraph-agent").await;
+    let http = reqwest::Client::new();
+    let sse = |path: &str, body: Vec<u8>| {
+        http.post(server.api(path))
+            .header("x-api-key", &server.admin_key)
+            .body(body)
+            .send()
+    };
+    let configure = json!({"entrypoint": ["sh", "-c", "cat; echo"], "installCommand": ["true"]});
+    let text = sse(
+        "/sandboxes/agent/configure",
+        configure.to_string().into_bytes(),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(text.contains("event: result"), "{text}");
+    let text = sse("/sandboxes/agent/invoke", b"ping".to_vec())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("\"reason\":\"completed\""), "{text}");
+
+    let mut found = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let spans = seen.lock().unwrap().clone();
+        let in_request = |name: &str, route: &str| {
+            let span = spans.iter().find(|s| s.name == name)?;
+            spans
+                .iter()
+                .find(|s| {
+                    s.trace_id == span.trace_id
+                        && s.name == "router.POST"
+                        && s.attributes.get("http.route").map(String::as_str) == Some(route)
+                })
+                .map(|_| span.clone())
+        };
+        if let (Some(configure), Some(invoke)) = (
+            in_request("agent.configure", "/api/v1/sandboxes/{id}/configure"),
+            in_request("agent.invoke", "/api/v1/sandboxes/{id}/invoke"),
+        ) {
+            found = Some((configure, invoke));
+            break;
+        }
+    }
+    let (configure, invoke) = found.unwrap_or_else(|| {
+        panic!(
+            "no agent.configure / agent.invoke spans inside their requests' traces: {:#?}",
+            seen.lock().unwrap()
+        )
+    });
+    for span in [&configure, &invoke] {
+        let attr = |k: &str| span.attributes.get(k).cloned().unwrap_or_default();
+        assert_eq!(attr("template"), "langgraph-agent", "{span:?}");
+        let hash = attr("actor_hash");
+        assert!(
+            hash.len() == 12 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "a short hash, never the subject: {span:?}"
+        );
+    }
+    assert_eq!(
+        configure.attributes.get("outcome").map(String::as_str),
+        Some("ok")
+    );
+    assert_eq!(
+        invoke.attributes.get("outcome").map(String::as_str),
+        Some("completed")
+    );
+
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for sample in [
+        r#"agenttier_invoke_requests_total{template="langgraph-agent",outcome="completed"} 1"#,
+        "agenttier_invoke_duration_seconds_count 1",
+        "agenttier_configure_requests_total 1",
+        "agenttier_configure_duration_seconds_count 1",
+    ] {
+        assert!(metrics.contains(sample), "{sample} missing in:\n{metrics}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_collector_changes_nothing_for_users() {
     // A port nobody listens on.

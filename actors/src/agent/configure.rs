@@ -267,6 +267,8 @@ pub struct ConfigureRun {
     pub env: std::collections::BTreeMap<String, String>,
     /// Who asked, for the events.
     pub actor: String,
+    /// The sandbox's template (a trace attribute).
+    pub template: String,
 }
 
 impl ConfigureRun {
@@ -277,6 +279,8 @@ impl ConfigureRun {
         let span = tracing::info_span!(
             "agent.configure",
             sandbox = %self.key,
+            template = %self.template,
+            actor_hash = %super::invoke::actor_hash(&self.actor),
             outcome = tracing::field::Empty,
         );
         tokio::spawn(tracing::Instrument::instrument(self.run(events), span));

@@ -93,6 +93,15 @@ fn running_agent_sandbox(
     Ok((key, sandbox))
 }
 
+/// The sandbox's template name (a bounded trace attribute and metric label).
+fn template_name(sandbox: &Sandbox) -> String {
+    sandbox
+        .status
+        .as_ref()
+        .and_then(|s| s.resolved_template.clone())
+        .unwrap_or_else(|| sandbox.spec.template_ref.name.clone())
+}
+
 /// Renders agent events as an SSE response with the contract's headers.
 fn sse(mut events: mpsc::Receiver<AgentEvent>) -> Response {
     let stream = futures::stream::poll_fn(move |cx| {
@@ -165,6 +174,7 @@ async fn configure(
         .unwrap_or_default();
     let run = ConfigureRun {
         control: state.control.clone(),
+        template: template_name(&sandbox),
         id: runtime_id(&sandbox),
         key,
         plan,
@@ -244,11 +254,7 @@ async fn invoke(
     let run = InvokeRun {
         control: state.control.clone(),
         id: runtime_id(&sandbox),
-        template: sandbox
-            .status
-            .as_ref()
-            .and_then(|s| s.resolved_template.clone())
-            .unwrap_or_else(|| sandbox.spec.template_ref.name.clone()),
+        template: template_name(&sandbox),
         key,
         plan,
         slot,
