@@ -128,6 +128,9 @@ pub struct ServeArgs {
     /// Terminal sessions and file uploads.
     #[command(flatten)]
     pub interactive: InteractiveArgs,
+    /// Per-IP and per-user rate limits (off by default).
+    #[command(flatten)]
+    pub rate_limit: RateLimitArgs,
     /// Settings of `--runtime kubernetes`.
     #[command(flatten)]
     pub kubernetes: Box<KubernetesArgs>,
@@ -199,6 +202,50 @@ pub struct InteractiveArgs {
     /// The largest tar or zip accepted by `POST /sandboxes/{id}/files-upload`, in bytes.
     #[arg(long, default_value_t = 1 << 30)]
     pub max_upload_bytes: u64,
+}
+
+/// Rate limits (contract §0.2): token buckets per client IP (burst 30, before authentication)
+/// and per user (burst 100, after it). Both are off unless their rate is above 0.
+#[derive(Args, Debug, Clone)]
+pub struct RateLimitArgs {
+    /// Sustained requests per second per client IP (0 = off). `/healthz`, `/readyz`,
+    /// `/metrics` and `/ws/*` are never limited.
+    #[arg(long = "ratelimit-per-ip-rate", env = "AGENTTIER_RATELIMIT_PER_IP_RATE", default_value_t = 0.0, value_parser = rate)]
+    pub per_ip_rate: f64,
+    /// Sustained requests per second per authenticated user (`sub`; 0 = off).
+    #[arg(long = "ratelimit-per-user-rate", env = "AGENTTIER_RATELIMIT_PER_USER_RATE", default_value_t = 0.0, value_parser = rate)]
+    pub per_user_rate: f64,
+    /// Key the per-IP limit on `X-Forwarded-For` (first hop) or `X-Real-IP` instead of the
+    /// socket peer. Only behind a proxy that sets them: clients can forge both.
+    #[arg(
+        long = "ratelimit-trust-forwarded-headers",
+        env = "AGENTTIER_RATELIMIT_TRUST_FORWARDED_HEADERS"
+    )]
+    pub trust_forwarded_headers: bool,
+}
+
+impl RateLimitArgs {
+    /// The gateway's settings.
+    pub fn config(&self) -> agenttier_gateway::rate_limit::RateLimitConfig {
+        agenttier_gateway::rate_limit::RateLimitConfig {
+            per_ip_rate: self.per_ip_rate,
+            per_user_rate: self.per_user_rate,
+            trust_forwarded_headers: self.trust_forwarded_headers,
+        }
+    }
+}
+
+/// Parses a rate in requests per second: a finite number, 0 or more.
+fn rate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a number: {e}"))?;
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(rate)
+    } else {
+        Err("a rate is a finite number of requests per second, 0 (off) or more".into())
+    }
 }
 
 /// Timers of the sandbox actors, the warm pool and the audit trail. The hidden ones exist so

@@ -43,6 +43,13 @@ pub enum ApiError {
     /// 413: the body is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 429 `{"error":"rate_limited","retryAfter":N,"message":…}` with `Retry-After: N`: a rate
+    /// limit refused the request (contract §0.2).
+    #[error("too many requests; retry after {retry_after} seconds")]
+    RateLimited {
+        /// Whole seconds until a retry can pass (at least 1).
+        retry_after: u64,
+    },
     /// 503: a dependency is not available right now.
     #[error("{0}")]
     Unavailable(String),
@@ -66,6 +73,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,6 +91,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout(_) => "timeout",
             Self::Internal(_) => "internal",
@@ -106,6 +115,9 @@ impl IntoResponse for ApiError {
             Self::PolicyViolation(violations) => {
                 json!({"error": "policy_violation", "violations": violations})
             }
+            Self::RateLimited { retry_after } => {
+                json!({"error": "rate_limited", "retryAfter": retry_after, "message": self.to_string()})
+            }
             other => json!({"error": other.to_string()}),
         };
         let mut response = (status, Json(body)).into_response();
@@ -113,6 +125,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
     }
