@@ -41,6 +41,7 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
@@ -261,7 +262,7 @@ fn retry_after_secs(wait: Duration) -> u64 {
 
 /// One keyed token bucket per key, refilling at `rate` tokens per second up to `burst`.
 struct Buckets<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
-    limiter: RateLimiter<K, DashMapStateStore<K>, C>,
+    limiter: RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<C::Instant>>,
     burst: NonZeroU32,
     /// The time one token takes to come back.
     period: Duration,

@@ -332,6 +332,43 @@ async fn per_user_limit_is_keyed_by_sub_after_auth() {
 }
 
 #[tokio::test]
+async fn per_user_limit_runs_before_scoped_key_enforcement_and_spans_a_users_keys() {
+    let (h, router) = limited(RateLimitConfig {
+        per_user_rate: SLOW,
+        ..Default::default()
+    })
+    .await;
+    // (`h.call` builds its own router, so these take nothing from `router`'s buckets.)
+    h.create(&h.alice, "a").await;
+    let (_, minted) = h
+        .call(
+            &h.alice,
+            "POST",
+            "/api/v1/user/api-keys",
+            Some(json!({"sandboxId": "a", "scopes": ["stop"]})),
+        )
+        .await;
+    let scoped = minted["key"].as_str().unwrap();
+    // Routes the scoped key may not use still cost its user a token each (contract §0.1).
+    for i in 0..PER_USER_BURST {
+        let answer = send(
+            &router,
+            "GET",
+            "/api/v1/sandboxes/a",
+            &[("x-api-key", scoped)],
+            peer(1),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "request {i}");
+    }
+    let headers = [("x-api-key", scoped)];
+    assert_rate_limited(&send(&router, "GET", "/api/v1/sandboxes/a", &headers, peer(1)).await);
+    // The bucket is alice's, not the key's.
+    let headers = [("x-api-key", h.alice.as_str())];
+    assert_rate_limited(&send(&router, "GET", "/api/v1/user/me", &headers, peer(1)).await);
+}
+
+#[tokio::test]
 async fn refusals_are_counted_on_the_metrics_endpoint() {
     let (h, router) = limited(RateLimitConfig {
         per_ip_rate: SLOW,
@@ -429,6 +466,10 @@ fn refilled_keys_are_swept_and_drained_ones_kept() {
     clock.advance(SWEEP_INTERVAL + Duration::from_secs(1));
     buckets.check(&3000, 1).unwrap();
     assert_eq!(buckets.len(), 2);
+    // 61 s gave 2000 six tokens back, not a fresh burst of 30.
+    for _ in 0..6 {
+        buckets.check(&2000, 1).unwrap();
+    }
     buckets.check(&2000, 1).unwrap_err();
 }
 
