@@ -210,10 +210,22 @@ pub struct InteractiveArgs {
 pub struct RateLimitArgs {
     /// Sustained requests per second per client IP (0 = off). `/healthz`, `/readyz`,
     /// `/metrics` and `/ws/*` are never limited.
-    #[arg(long = "ratelimit-per-ip-rate", env = "AGENTTIER_RATELIMIT_PER_IP_RATE", default_value_t = 0.0, value_parser = rate)]
+    #[arg(
+        long = "ratelimit-per-ip-rate",
+        env = "AGENTTIER_RATELIMIT_PER_IP_RATE",
+        value_name = "PER_SECOND",
+        default_value_t = 0.0,
+        value_parser = rate
+    )]
     pub per_ip_rate: f64,
     /// Sustained requests per second per authenticated user (`sub`; 0 = off).
-    #[arg(long = "ratelimit-per-user-rate", env = "AGENTTIER_RATELIMIT_PER_USER_RATE", default_value_t = 0.0, value_parser = rate)]
+    #[arg(
+        long = "ratelimit-per-user-rate",
+        env = "AGENTTIER_RATELIMIT_PER_USER_RATE",
+        value_name = "PER_SECOND",
+        default_value_t = 0.0,
+        value_parser = rate
+    )]
     pub per_user_rate: f64,
     /// Key the per-IP limit on `X-Forwarded-For` (first hop) or `X-Real-IP` instead of the
     /// socket peer. Only behind a proxy that sets them: clients can forge both.
