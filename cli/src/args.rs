@@ -393,3 +393,49 @@ pub enum TemplateCommand {
         name: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn rate_limits(
+        args: &[&str],
+    ) -> Result<agenttier_gateway::rate_limit::RateLimitConfig, String> {
+        let argv = ["agenttier", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(serve) => Ok(serve.rate_limit.config()),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_off_unless_a_rate_is_given() {
+        let config = rate_limits(&[]).unwrap();
+        assert!(!config.enabled());
+        assert!(!config.trust_forwarded_headers);
+        let config = rate_limits(&[
+            "--ratelimit-per-ip-rate",
+            "2.5",
+            "--ratelimit-per-user-rate=0.1",
+            "--ratelimit-trust-forwarded-headers",
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.per_ip_rate, config.per_user_rate),
+            (2.5, 0.1),
+            "{config:?}"
+        );
+        assert!(config.enabled() && config.trust_forwarded_headers);
+        for bad in ["-1", "inf", "NaN", "fast"] {
+            let error = rate_limits(&[&format!("--ratelimit-per-ip-rate={bad}")]).unwrap_err();
+            assert!(error.contains("--ratelimit-per-ip-rate"), "{bad}: {error}");
+        }
+    }
+}
