@@ -26,7 +26,7 @@
 //!
 //! Every request costs one token. The contract's bulk costs (`POST /sandboxes/bulk` costs
 //! `len(items)`, `POST /sandboxes/bulk-action` `len(ids)`) are not applied because those routes
-//! do not exist yet; [`Buckets::check`] takes a cost for when they do.
+//! do not exist yet; `Buckets::check` takes a cost for when they do.
 
 use std::fmt;
 use std::hash::Hash;

@@ -6,8 +6,9 @@
 //! - OIDC bearer JWTs, verified against the issuer's JWKS; with no issuer configured every
 //!   token is rejected (fail closed).
 //!
-//! The middleware puts the [`Identity`] into the request's extensions and then enforces
-//! sandbox-scoped keys default-deny ([`scope`]). Ownership and sharing are decided per sandbox
+//! [`require_identity`] puts the [`Identity`] into the request's extensions; [`enforce_scope`]
+//! then enforces sandbox-scoped keys default-deny ([`scope`]). The per-user rate limit runs
+//! between the two (contract §0.1). Ownership and sharing are decided per sandbox
 //! by [`Identity::access`]; per-session secrets by [`credentials`].
 
 pub mod api_keys;
