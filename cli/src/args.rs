@@ -128,6 +128,9 @@ pub struct ServeArgs {
     /// Terminal sessions and file uploads.
     #[command(flatten)]
     pub interactive: InteractiveArgs,
+    /// Per-IP and per-user rate limits (off by default).
+    #[command(flatten)]
+    pub rate_limit: RateLimitArgs,
     /// Settings of `--runtime kubernetes`.
     #[command(flatten)]
     pub kubernetes: Box<KubernetesArgs>,
@@ -199,6 +202,62 @@ pub struct InteractiveArgs {
     /// The largest tar or zip accepted by `POST /sandboxes/{id}/files-upload`, in bytes.
     #[arg(long, default_value_t = 1 << 30)]
     pub max_upload_bytes: u64,
+}
+
+/// Rate limits (contract §0.2): token buckets per client IP (burst 30, before authentication)
+/// and per user (burst 100, after it). Both are off unless their rate is above 0.
+#[derive(Args, Debug, Clone)]
+pub struct RateLimitArgs {
+    /// Sustained requests per second per client IP (0 = off). `/healthz`, `/readyz`,
+    /// `/metrics` and `/ws/*` are never limited.
+    #[arg(
+        long = "ratelimit-per-ip-rate",
+        env = "AGENTTIER_RATELIMIT_PER_IP_RATE",
+        value_name = "PER_SECOND",
+        default_value_t = 0.0,
+        value_parser = rate
+    )]
+    pub per_ip_rate: f64,
+    /// Sustained requests per second per authenticated user (`sub`; 0 = off).
+    #[arg(
+        long = "ratelimit-per-user-rate",
+        env = "AGENTTIER_RATELIMIT_PER_USER_RATE",
+        value_name = "PER_SECOND",
+        default_value_t = 0.0,
+        value_parser = rate
+    )]
+    pub per_user_rate: f64,
+    /// Key the per-IP limit on `X-Forwarded-For` (first hop) or `X-Real-IP` instead of the
+    /// socket peer. Only behind a proxy that sets them: clients can forge both.
+    #[arg(
+        long = "ratelimit-trust-forwarded-headers",
+        env = "AGENTTIER_RATELIMIT_TRUST_FORWARDED_HEADERS"
+    )]
+    pub trust_forwarded_headers: bool,
+}
+
+impl RateLimitArgs {
+    /// The gateway's settings.
+    pub fn config(&self) -> agenttier_gateway::rate_limit::RateLimitConfig {
+        agenttier_gateway::rate_limit::RateLimitConfig {
+            per_ip_rate: self.per_ip_rate,
+            per_user_rate: self.per_user_rate,
+            trust_forwarded_headers: self.trust_forwarded_headers,
+        }
+    }
+}
+
+/// Parses a rate in requests per second: a finite number, 0 or more.
+fn rate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a number: {e}"))?;
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(rate)
+    } else {
+        Err("a rate is a finite number of requests per second, 0 (off) or more".into())
+    }
 }
 
 /// Timers of the sandbox actors, the warm pool and the audit trail. The hidden ones exist so
@@ -333,4 +392,50 @@ pub enum TemplateCommand {
         /// The template's name.
         name: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn rate_limits(
+        args: &[&str],
+    ) -> Result<agenttier_gateway::rate_limit::RateLimitConfig, String> {
+        let argv = ["agenttier", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(serve) => Ok(serve.rate_limit.config()),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_off_unless_a_rate_is_given() {
+        let config = rate_limits(&[]).unwrap();
+        assert!(!config.enabled());
+        assert!(!config.trust_forwarded_headers);
+        let config = rate_limits(&[
+            "--ratelimit-per-ip-rate",
+            "2.5",
+            "--ratelimit-per-user-rate=0.1",
+            "--ratelimit-trust-forwarded-headers",
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.per_ip_rate, config.per_user_rate),
+            (2.5, 0.1),
+            "{config:?}"
+        );
+        assert!(config.enabled() && config.trust_forwarded_headers);
+        for bad in ["-1", "inf", "NaN", "fast"] {
+            let error = rate_limits(&[&format!("--ratelimit-per-ip-rate={bad}")]).unwrap_err();
+            assert!(error.contains("--ratelimit-per-ip-rate"), "{bad}: {error}");
+        }
+    }
 }

@@ -84,6 +84,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 ..Default::default()
             },
             max_upload_bytes: args.interactive.max_upload_bytes,
+            rate_limit: args.rate_limit.config(),
             ..Default::default()
         }),
     };
@@ -99,7 +100,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         args.dev_auth,
         admin_key.as_deref(),
     );
-    axum::serve(listener, agenttier_gateway::app(state))
+    if args.rate_limit.config().enabled() {
+        tracing::info!(
+            per_ip_rate = args.rate_limit.per_ip_rate,
+            per_user_rate = args.rate_limit.per_user_rate,
+            trust_forwarded_headers = args.rate_limit.trust_forwarded_headers,
+            "rate limiting is on"
+        );
+    }
+    // With connect info: the per-IP rate limit keys on the socket peer.
+    let app =
+        agenttier_gateway::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;

@@ -55,6 +55,13 @@ pub enum ApiError {
         /// Invokes in flight.
         inflight: u32,
     },
+    /// 429 `{"error":"rate_limited","retryAfter":N,"message":…}` with `Retry-After: N`: a rate
+    /// limit refused the request (contract §0.2).
+    #[error("too many requests; retry after {retry_after} seconds")]
+    RateLimited {
+        /// Whole seconds until a retry can pass (at least 1).
+        retry_after: u64,
+    },
     /// 503: a dependency is not available right now.
     #[error("{0}")]
     Unavailable(String),
@@ -80,6 +87,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::FailedDependency(_) => StatusCode::FAILED_DEPENDENCY,
             Self::ConcurrencyExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,6 +107,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::FailedDependency(_) => "failed_dependency",
             Self::ConcurrencyExceeded { .. } => "concurrency_exceeded",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout(_) => "timeout",
             Self::Internal(_) => "internal",
@@ -128,10 +137,13 @@ impl IntoResponse for ApiError {
                 "inflight": inflight,
                 "message": self.to_string(),
             }),
+            Self::RateLimited { retry_after } => {
+                json!({"error": "rate_limited", "retryAfter": retry_after, "message": self.to_string()})
+            }
             other => json!({"error": other.to_string()}),
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if matches!(self, Self::ConcurrencyExceeded { .. }) {
             let retry = agenttier_actors::agent::invoke::RETRY_AFTER_SECONDS;
             response
                 .headers_mut()
@@ -141,6 +153,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
     }

@@ -1,11 +1,13 @@
 //! AgentTier's HTTP gateway (axum): translates REST (and, later, WebSocket and SSE) traffic into
 //! actor messages and the replies into the wire contract's responses. `app(state)` is the whole
-//! router, so tests drive it with `tower::ServiceExt::oneshot` and the binary serves it.
+//! router, so tests drive it with `tower::ServiceExt::oneshot` and the binary serves it (with
+//! connect info, which the per-IP rate limit keys on).
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 pub mod state;
@@ -25,9 +27,15 @@ pub use state::{AppState, GatewayConfig};
 
 use routes::{health, sandboxes, templates, user};
 
-/// The whole HTTP surface.
+/// The whole HTTP surface, its middleware in the contract's order (§0.1): request id, trace
+/// span (the access log), metrics, per-IP rate limit, then the routes; on API routes
+/// authentication, per-user rate limit and sandbox-scoped key enforcement.
+///
+/// Each call builds fresh rate-limit buckets: serve one router (clones share them).
 pub fn app(state: AppState) -> Router {
     let tickets = routes::terminal::TerminalTickets::default();
+    let limits =
+        rate_limit::RateLimits::new(&state.config.rate_limit, state.control.metrics.clone());
     let api = Router::new()
         .route("/sandboxes", get(sandboxes::list).post(sandboxes::create))
         .route(
@@ -63,6 +71,12 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::preview::router())
         .merge(routes::terminal::api_router(tickets.clone()))
         .method_not_allowed_fallback(method_not_allowed)
+        // The last route layer runs first: authenticate, limit per user, enforce scopes.
+        .route_layer(axum::middleware::from_fn(auth::enforce_scope))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            rate_limit::per_user,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require_identity,
@@ -78,6 +92,11 @@ pub fn app(state: AppState) -> Router {
         // GET and keeps the JSON 404 for API paths.
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(state.config.max_json_body))
+        // Before route matching, so unknown routes and unauthenticated floods are limited too.
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            rate_limit::per_ip,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

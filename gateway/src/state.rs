@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     pub terminal: crate::routes::terminal::TerminalConfig,
     /// The largest multi-file upload (`POST /sandboxes/{id}/files-upload`) accepted.
     pub max_upload_bytes: u64,
+    /// Per-IP and per-user rate limits (off by default).
+    pub rate_limit: crate::rate_limit::RateLimitConfig,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +65,7 @@ impl Default for GatewayConfig {
             log_level: None,
             terminal: Default::default(),
             max_upload_bytes: 1 << 30,
+            rate_limit: Default::default(),
         }
     }
 }

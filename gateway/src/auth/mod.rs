@@ -6,8 +6,9 @@
 //! - OIDC bearer JWTs, verified against the issuer's JWKS; with no issuer configured every
 //!   token is rejected (fail closed).
 //!
-//! The middleware puts the [`Identity`] into the request's extensions and then enforces
-//! sandbox-scoped keys default-deny ([`scope`]). Ownership and sharing are decided per sandbox
+//! [`require_identity`] puts the [`Identity`] into the request's extensions; [`enforce_scope`]
+//! then enforces sandbox-scoped keys default-deny ([`scope`]). The per-user rate limit runs
+//! between the two (contract §0.1). Ownership and sharing are decided per sandbox
 //! by [`Identity::access`]; per-session secrets by [`credentials`].
 
 pub mod api_keys;
@@ -131,20 +132,33 @@ fn invalid_token(message: impl Into<String>) -> ApiError {
     }
 }
 
-/// Middleware: authenticate or answer 401, then hold sandbox-scoped keys to their sandbox and
-/// action groups (default-deny: a route the scope map does not know is 403 for them).
+/// Middleware: authenticate or answer 401, and put the [`Identity`] into the request's
+/// extensions. [`enforce_scope`] must be layered inside it; the per-user rate limit runs
+/// between the two (contract §0.1).
 pub async fn require_identity(
     State(auth): State<Arc<Authenticator>>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let identity = auth.authenticate(request.headers()).await?;
+    request.extensions_mut().insert(identity);
+    Ok(next.run(request).await)
+}
+
+/// Middleware: hold sandbox-scoped keys to their sandbox and action groups (default-deny: a
+/// route the scope map does not know is 403 for them). Fails closed (500) when no
+/// [`require_identity`] ran before it.
+pub async fn enforce_scope(request: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(identity) = request.extensions().get::<Identity>() else {
+        return Err(ApiError::Internal(
+            "no identity: enforce_scope is layered without require_identity".into(),
+        ));
+    };
     let pattern = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
+        .map(|p| p.as_str())
         .unwrap_or_default();
-    scope::enforce(&identity, request.method(), &pattern, request.uri().path())?;
-    request.extensions_mut().insert(identity);
+    scope::enforce(identity, request.method(), pattern, request.uri().path())?;
     Ok(next.run(request).await)
 }
