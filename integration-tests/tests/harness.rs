@@ -326,3 +326,54 @@ async fn constraints_that_cannot_hold_are_refused_at_validation() {
         assert!(body["error"].as_str().unwrap().contains(expected), "{body}");
     }
 }
+
+/// The idle timeout runs `onIdle`, then `onStop`, before the sandbox stops; both outputs are in
+/// the events and their effects in the workspace.
+#[tokio::test]
+async fn an_idle_stop_runs_on_idle_then_on_stop() {
+    let server = Server::start_with(agenttier_integration_tests::ServerOptions {
+        args: ["--stop-grace", "200ms"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    create_template(
+        &server,
+        "idle-hooks",
+        json!({"harness": {"hooks": {
+            "onIdle": "echo idle >> /workspace/hooks.log; echo idle-output",
+            "onStop": "echo stop >> /workspace/hooks.log"
+        }}}),
+    )
+    .await;
+    let (status, body) = server
+        .post(
+            "/sandboxes",
+            json!({"name": "idler", "templateRef": {"name": "idle-hooks"}, "idleTimeout": "1s"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    server.wait_phase("idler", "Running").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = server.get("/sandboxes/idler").await;
+        if body["status"] == "Stopped" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stopped idle: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_event(
+        &server,
+        "idler",
+        "HookSucceeded",
+        "onIdle hook succeeded: idle-output",
+    )
+    .await;
+    wait_event(&server, "idler", "HookSucceeded", "onStop hook succeeded").await;
+    let (status, _) = server.post("/sandboxes/idler/resume", json!({})).await;
+    assert_eq!(status, 200);
+    server.wait_phase("idler", "Running").await;
+    assert_eq!(
+        cat(&server, "idler", "/workspace/hooks.log").await,
+        "idle\nstop\n"
+    );
+}
