@@ -111,6 +111,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // With connect info: the per-IP rate limit keys on the socket peer.
     let app =
         agenttier_gateway::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Streams (SSE, WebSocket, downloads) write many small pieces: without TCP_NODELAY, Nagle's
+    // algorithm and the client's delayed ACK hold each second piece for ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -105,7 +105,7 @@ fn main() {
     });
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (create, exec) = runtime.block_on(async {
+    let (create, exec, invoke) = runtime.block_on(async {
         let server = Server::start();
         let mut create = Vec::new();
         for i in 0..runs {
@@ -132,10 +132,43 @@ fn main() {
             exec.push(start.elapsed());
             assert_eq!((status, body["exitCode"].as_i64()), (200, Some(0)));
         }
+        // Agent mode: an invoke of `true` to its `exit` event, beside exec of the same command.
+        server
+            .create_running("bench-agent", "langgraph-agent")
+            .await;
+        let http = reqwest::Client::new();
+        let sse = |path: &str, body: Vec<u8>| {
+            http.post(server.api(path))
+                .header("x-api-key", &server.admin_key)
+                .body(body)
+                .send()
+        };
+        let configured = sse(
+            "/sandboxes/bench-agent/configure",
+            json!({"entrypoint": ["true"]}).to_string().into_bytes(),
+        )
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        assert!(configured.contains("event: result"), "{configured}");
+        let mut invoke = Vec::new();
+        for _ in 0..runs * 5 {
+            let start = Instant::now();
+            let text = sse("/sandboxes/bench-agent/invoke", Vec::new())
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            invoke.push(start.elapsed());
+            assert!(text.contains("event: exit"), "{text}");
+        }
         for i in 0..runs {
             assert_eq!(server.delete(&format!("/sandboxes/bench-{i}")).await, 204);
         }
-        (create, exec)
+        (create, exec, invoke)
     });
     let (warm, drained, get) = runtime.block_on(warm_vs_drained(runs));
 
@@ -165,6 +198,11 @@ fn main() {
         "REST exec `true` round trip",
         &exec,
         Some((fork, "fork+exec")),
+    );
+    row(
+        "REST invoke `true` → exit event (SSE)",
+        &invoke,
+        Some((percentile(&exec, 0.5), "exec")),
     );
     row("REST GET /sandboxes/{id} (the REST floor)", &get, None);
     row(
