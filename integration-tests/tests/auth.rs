@@ -122,5 +122,18 @@ async fn credentials_reach_the_session_but_not_the_workspace() {
     assert!(!template.to_string().contains("secret-value"));
     let (_, sandbox) = server.get("/sandboxes/creds").await;
     assert!(!sandbox.to_string().contains("secret-value"));
+    // The hand-over is audited by name, never by value.
+    let (_, audit) = server
+        .get("/audit/events?sandbox=creds&action=credential-use")
+        .await;
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["eventType"], "CredentialUsed");
+    let details = events[0]["details"]["reason"].as_str().unwrap();
+    assert!(
+        details.contains("GH_TOKEN") && details.contains("/tmp/aws/config"),
+        "{details}"
+    );
+    assert!(!audit.to_string().contains("secret-value"));
     assert_eq!(server.delete("/sandboxes/creds").await, 204);
 }

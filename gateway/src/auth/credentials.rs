@@ -15,10 +15,10 @@
 
 use std::collections::BTreeMap;
 
+use agenttier_actors::ControlPlane;
 use agenttier_actors::runtime::ExecRequest;
-use agenttier_actors::sandbox::StoreTemplates;
-use agenttier_actors::store::{Store, TypedStore};
-use agenttier_crds::resolve::{effective_sandbox_spec, resolve_template};
+use agenttier_actors::store::TypedStore;
+use agenttier_crds::resolve::effective_sandbox_spec;
 use agenttier_crds::{CredentialSpec, Sandbox};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -54,6 +54,15 @@ impl SessionCredentials {
     /// True when the sandbox names no credentials.
     pub fn is_empty(&self) -> bool {
         self.env.is_empty() && self.files.is_empty()
+    }
+
+    /// What is handed, for the audit trail: variable names and file paths, never values.
+    pub fn names(&self) -> Vec<String> {
+        self.env
+            .keys()
+            .cloned()
+            .chain(self.files.iter().map(|f| f.path.clone()))
+            .collect()
     }
 
     /// Hands the credentials to an exec: the variables join its environment, and the command is
@@ -179,14 +188,15 @@ fn secret_values(secret: &Secret) -> BTreeMap<String, String> {
 /// session (409): running without a credential the template promised would fail later and
 /// less clearly.
 pub async fn for_sandbox(
-    store: &dyn Store,
+    control: &ControlPlane,
     sandbox: &Sandbox,
 ) -> Result<SessionCredentials, ApiError> {
+    let store = control.store.as_ref();
     let namespace = sandbox.namespace().unwrap_or_default();
     let mut credentials = sandbox.spec.credentials.clone();
-    let templates = StoreTemplates::load(store).await?;
-    if let Ok(resolved) = resolve_template(&templates, &sandbox.spec.template_ref, &namespace) {
-        credentials = effective_sandbox_spec(&sandbox.spec, &resolved.spec).credentials;
+    // The cached templates: every exec passes here, so no store round trip for them.
+    if let Some(template) = control.resolved_template(sandbox).await? {
+        credentials = effective_sandbox_spec(&sandbox.spec, &template).credentials;
     }
     let mut session = SessionCredentials::default();
     for credential in &credentials {

@@ -760,8 +760,9 @@ async fn sessions_get_the_template_and_sandbox_credentials() {
         mount_path: Some("/tmp/aws".into()),
         env_prefix: None,
     });
-    let store: &dyn Store = h.store.as_ref();
-    let session = credentials::for_sandbox(store, &sandbox).await.unwrap();
+    let session = credentials::for_sandbox(&h.state.control, &sandbox)
+        .await
+        .unwrap();
     assert_eq!(
         session.env.get("GH_TOKEN").map(String::as_str),
         Some("gh-token")
@@ -790,11 +791,15 @@ async fn sessions_get_the_template_and_sandbox_credentials() {
         secret_name: "missing".into(),
         ..CredentialSpec::default()
     });
-    let failure = credentials::for_sandbox(store, &sandbox).await.unwrap_err();
+    let failure = credentials::for_sandbox(&h.state.control, &sandbox)
+        .await
+        .unwrap_err();
     assert_eq!(failure.status(), StatusCode::CONFLICT);
     sandbox.spec.credentials.pop();
     sandbox.spec.credentials[0].mount_path = Some("/workspace/aws".into());
-    let failure = credentials::for_sandbox(store, &sandbox).await.unwrap_err();
+    let failure = credentials::for_sandbox(&h.state.control, &sandbox)
+        .await
+        .unwrap_err();
     assert_eq!(
         failure.status(),
         StatusCode::BAD_REQUEST,

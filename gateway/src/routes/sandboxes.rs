@@ -340,9 +340,22 @@ pub async fn exec(
         stdin: Vec::new(),
     };
     // The sandbox's credentials exist for this session only.
-    credentials::for_sandbox(state.control.store.as_ref(), &sandbox)
-        .await?
-        .apply(&mut request);
+    let session = credentials::for_sandbox(&state.control, &sandbox).await?;
+    if !session.is_empty() {
+        let record = agenttier_actors::audit::event(
+            &key,
+            agenttier_actors::audit::AuditAction::CredentialUse,
+            &identity.sub,
+            format!(
+                "Credentials handed to an exec: {}",
+                session.names().join(", ")
+            ),
+        );
+        if let Err(e) = state.control.store.append_event(record).await {
+            tracing::warn!(sandbox = %key, error = %e, "could not record a credential use");
+        }
+    }
+    session.apply(&mut request);
     let output = state.control.exec_as(&key, request, &identity.sub).await?;
     Ok(Json(
         json!({"stdout": output.stdout, "stderr": output.stderr, "exitCode": output.exit_code}),
