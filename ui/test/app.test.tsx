@@ -51,6 +51,25 @@ describe("signing in", () => {
 describe("dashboard", () => {
   const signedIn = () => sessionStorage.setItem("agenttier.credential", JSON.stringify({ kind: "apiKey", key: "atk_k" }));
 
+  it("shows a failed hook or tool install on the card", async () => {
+    signedIn();
+    const conditions = [
+      { type: "Ready", status: "True", reason: "Running", message: "" },
+      { type: "OnStartHookSucceeded", status: "False", reason: "HookFailed", message: "onStart hook failed (exit 2): boom" },
+      { type: "ToolsReady", status: "True", reason: "ToolsInstalled", message: "Installed and verified: git" },
+    ];
+    mockFetch({
+      "GET /api/v1/user/me": [200, ADMIN],
+      "GET /api/v1/sandboxes": [200, { sandboxes: [{ ...SANDBOX, conditions }] }],
+      "GET /api/v1/sandboxes/demo/ports": [200, { ports: [] }],
+    });
+    render(<App />);
+    const problems = await screen.findByRole("list", { name: "Problems of demo" });
+    expect(problems.textContent).toContain("HookFailed");
+    expect(problems.textContent).toContain("onStart hook failed (exit 2): boom");
+    expect(problems.textContent).not.toContain("ToolsInstalled");
+  });
+
   it("shows cards with status, template and owner, and stops a sandbox", async () => {
     signedIn();
     const { calls } = mockFetch({

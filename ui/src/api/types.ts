@@ -14,6 +14,16 @@ export interface Sandbox {
   message: string;
   createdBy?: { email: string; displayName: string };
   lastActivityAt?: string;
+  /** Status conditions (an AgentTier addition): `ToolsReady`, `OnStartHookSucceeded`, `Ready`. */
+  conditions?: Condition[];
+}
+
+/** One status condition. */
+export interface Condition {
+  type: string;
+  status: "True" | "False" | string;
+  reason: string;
+  message: string;
 }
 
 /** §4.2 create request. */

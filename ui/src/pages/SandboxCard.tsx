@@ -33,6 +33,8 @@ export function SandboxCard({ sandbox, onChanged }: { sandbox: Sandbox; onChange
   const titleId = useId();
   const id = sandbox.name;
   const running = sandbox.status === "Running";
+  // Ready's failures are the message already; the others (a failed hook or tool) are shown too.
+  const failing = (sandbox.conditions ?? []).filter((c) => c.status === "False" && c.type !== "Ready");
   const owner = sandbox.createdBy?.displayName || sandbox.createdBy?.email || "—";
   const base = `/sandboxes/${encodeURIComponent(id)}`;
 
@@ -76,6 +78,15 @@ export function SandboxCard({ sandbox, onChanged }: { sandbox: Sandbox; onChange
         )}
       </dl>
       {sandbox.message && <p className="card-message">{sandbox.message}</p>}
+      {failing.length > 0 && (
+        <ul className="card-conditions" aria-label={`Problems of ${id}`}>
+          {failing.map((c) => (
+            <li key={c.type} title={c.message}>
+              <strong>{c.reason}</strong> {c.message}
+            </li>
+          ))}
+        </ul>
+      )}
       <div className="actions" role="group" aria-label={`Actions for ${id}`}>
         {running ? (
           <>
