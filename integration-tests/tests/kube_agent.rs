@@ -207,12 +207,21 @@ async fn processes(server: &KubeServer, sandbox: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether a process whose command line contains `marker` runs in the sandbox's Pod.
-async fn running(server: &KubeServer, sandbox: &str, marker: &str) -> bool {
-    processes(server, sandbox)
-        .await
-        .iter()
-        .any(|l| l.contains(marker))
+/// Waits until a process whose command line contains `marker` runs in the sandbox's Pod.
+async fn wait_running(server: &KubeServer, sandbox: &str, marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = processes(server, sandbox).await;
+        if seen.iter().any(|l| l.contains(marker)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{marker:?} never ran in the Pod: {seen:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until no process with `marker` is left in the Pod.
@@ -539,11 +548,7 @@ async fn invokes_stream_time_out_cancel_and_are_limited_with_the_process_gone() 
     let (start, _) = stream.until("start").await;
     let (sleeping, _) = stream.until("log").await;
     assert_eq!(sleeping.data["data"], "sleeping 3022");
-    assert!(
-        running(&server, "box", "sleep 3022").await,
-        "the invoke runs in the Pod: {:?}",
-        processes(&server, "box").await
-    );
+    wait_running(&server, "box", "sleep 3022").await;
     let (status, body) = server
         .post(
             "/sandboxes/box/invoke/cancel",
@@ -585,6 +590,7 @@ async fn invokes_stream_time_out_cancel_and_are_limited_with_the_process_gone() 
 
     // Closing a stream is a cancel too: the process goes and the place is freed.
     second.until("log").await;
+    wait_running(&server, "box", "sleep 3024").await;
     drop(second);
     wait_gone(&server, "box", "sleep 3024", "after the client went away").await;
     let (status, _) = server
