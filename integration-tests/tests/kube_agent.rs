@@ -307,20 +307,31 @@ fn apply_agent_template(name: &str) {
     );
 }
 
-/// Deletes cluster-scoped templates a test made (best effort).
-fn delete_templates(names: &[&str]) {
-    for name in names {
-        let _ = kubectl(
-            NODE,
-            &[
-                "delete",
-                "clustersandboxtemplate",
-                name,
-                "--ignore-not-found",
-                "--wait=false",
-            ],
-            None,
-        );
+/// The cluster-scoped templates a test makes, deleted (best effort) when the test ends, passed
+/// or failed: they outlive the test's namespace.
+struct ClusterTemplates(Vec<String>);
+
+impl ClusterTemplates {
+    fn new(names: &[&String]) -> Self {
+        Self(names.iter().map(|n| n.to_string()).collect())
+    }
+}
+
+impl Drop for ClusterTemplates {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = kubectl(
+                NODE,
+                &[
+                    "delete",
+                    "clustersandboxtemplate",
+                    name,
+                    "--ignore-not-found",
+                    "--wait=false",
+                ],
+                None,
+            );
+        }
     }
 }
 
@@ -353,6 +364,7 @@ async fn configure_streams_its_install_keeps_the_log_and_skips_a_repeat() {
     let client = node().await;
     let ns = TestNamespace::create(&client, NODE, "agent-cfg").await;
     let template = format!("{}-agent", ns.name);
+    let _templates = ClusterTemplates::new(&[&template]);
     apply_agent_template(&template);
     let server = KubeServer::start(NODE, &ns.name, "agent-cfg", &["--dev-auth"]);
     let sandbox = running_agent(&server, "box", &template).await;
@@ -469,7 +481,6 @@ async fn configure_streams_its_install_keeps_the_log_and_skips_a_repeat() {
         maps.get_opt("box-install-log").await.unwrap().is_none()
     })
     .await;
-    delete_templates(&[&template]);
 }
 
 #[tokio::test]
@@ -477,6 +488,7 @@ async fn invokes_stream_time_out_cancel_and_are_limited_with_the_process_gone() 
     let client = node().await;
     let ns = TestNamespace::create(&client, NODE, "agent-inv").await;
     let template = format!("{}-agent", ns.name);
+    let _templates = ClusterTemplates::new(&[&template]);
     apply_agent_template(&template);
     let server = KubeServer::start(NODE, &ns.name, "agent-inv", &["--dev-auth"]);
     running_agent(&server, "box", &template).await;
@@ -619,7 +631,6 @@ async fn invokes_stream_time_out_cancel_and_are_limited_with_the_process_gone() 
     );
 
     assert_eq!(server.delete("/sandboxes/box").await, 204);
-    delete_templates(&[&template]);
 }
 
 #[tokio::test]
@@ -629,6 +640,7 @@ async fn a_three_level_template_chain_sets_the_pod_up_and_a_failing_init_script_
     let server = KubeServer::start(NODE, &ns.name, "agent-chain", &["--dev-auth"]);
     let [base, middle, leaf, broken] =
         ["base", "middle", "leaf", "broken"].map(|t| format!("{}-{t}", ns.name));
+    let _templates = ClusterTemplates::new(&[&broken, &leaf, &middle, &base]);
     let create = |name: &str, spec: Value| {
         let name = name.to_string();
         let server = &server;
@@ -825,7 +837,6 @@ async fn a_three_level_template_chain_sets_the_pod_up_and_a_failing_init_script_
     for name in ["chain", "broken"] {
         assert_eq!(server.delete(&format!("/sandboxes/{name}")).await, 204);
     }
-    delete_templates(&[&broken, &leaf, &middle, &base]);
 }
 
 #[tokio::test]
@@ -834,6 +845,7 @@ async fn constraints_kubernetes_cannot_enforce_are_refused() {
     let ns = TestNamespace::create(&client, NODE, "agent-cons").await;
     let server = KubeServer::start(NODE, &ns.name, "agent-cons", &["--dev-auth"]);
     let name = format!("{}-restricted", ns.name);
+    let _templates = ClusterTemplates::new(&[&name]);
     let restricted = json!({
         "image": {"repository": "localhost/sandbox:dev", "pullPolicy": "Never"},
         "harness": {"constraints": {"restrictedPaths": ["/workspace/secret"]}}
@@ -878,6 +890,7 @@ async fn the_published_sdk_drives_agent_mode_on_kubernetes() {
     let client = node().await;
     let ns = TestNamespace::create(&client, NODE, "agent-sdk").await;
     let template = format!("{}-agent", ns.name);
+    let _templates = ClusterTemplates::new(&[&template]);
     apply_agent_template(&template);
     let server = KubeServer::start(NODE, &ns.name, "agent-sdk", &[]);
     let key = server
@@ -913,5 +926,4 @@ async fn the_published_sdk_drives_agent_mode_on_kubernetes() {
         sandboxes.get_opt("sdk-agent").await.unwrap().is_none()
     })
     .await;
-    delete_templates(&[&template]);
 }
