@@ -555,6 +555,17 @@ async fn invokes_stream_time_out_cancel_and_are_limited_with_the_process_gone() 
     wait_gone(&server, "box", "--prompt=sleep-3021", "after a timeout").await;
     wait_event(&server, "box", "AgentInvokeFailed", "reason=timeout").await;
 
+    // So does a plain exec's timeout (hooks and tools run that way too).
+    let (status, body) = server
+        .post(
+            "/sandboxes/box/exec",
+            json!({"command": "sleep 3025; echo never", "timeout": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["exitCode"], 124, "{body}");
+    wait_gone(&server, "box", "sleep 3025", "after an exec's timeout").await;
+
     // A cancel with the id from the start event: reason `canceled`, the process gone.
     let mut stream = invoke(&server, "box", "?prompt=sleep-3022", "").await;
     let (start, _) = stream.until("start").await;

@@ -27,19 +27,15 @@ use crate::runtime::{
 /// Slack on top of a command's timeout before this side gives up on the Pod.
 const CLIENT_SLACK: Duration = Duration::from_secs(5);
 
-/// The argv that runs `request` in `working_dir`: `env` for the extra variables, `timeout` when
-/// the image has it, stdin through `head -c`.
-pub fn exec_argv(request: &ExecRequest, working_dir: &str) -> Vec<String> {
-    exec_argv_marked(request, working_dir, None)
-}
-
 /// The variable that marks every process of a streamed exec (see [`kill_marked_argv`]).
 const MARKER_VARIABLE: &str = "AGENTTIER_EXEC_ID";
 
-/// Like [`exec_argv`]; with `marker`, the command and everything it starts carry
-/// `AGENTTIER_EXEC_ID=<marker>` in their environment, so a cancel or a timeout can find them
-/// all, even the ones orphaned when their parent died.
-fn exec_argv_marked(request: &ExecRequest, working_dir: &str, marker: Option<&str>) -> Vec<String> {
+/// The argv that runs `request` in `working_dir`: `env` for the extra variables, `timeout` when
+/// the image has it, stdin through `head -c`. With `marker` (every exec of [`run`] and
+/// [`stream`] has one), the command and everything it starts carry `AGENTTIER_EXEC_ID=<marker>`
+/// in their environment, so a cancel or a timeout can find them all, even the ones orphaned when
+/// their parent died.
+pub fn exec_argv(request: &ExecRequest, working_dir: &str, marker: Option<&str>) -> Vec<String> {
     let mut script = format!("cd {} || exit 1\n", sh_quote(working_dir));
     if request.stdin.is_empty() {
         script.push_str(&request.command);
@@ -208,7 +204,8 @@ pub async fn capture(
     }
 }
 
-/// Runs a command and collects its output.
+/// Runs a command and collects its output; a command that times out is killed with everything
+/// it started.
 pub async fn run(
     pods: &Api<Pod>,
     pod: &str,
@@ -217,7 +214,13 @@ pub async fn run(
 ) -> Result<ExecOutput, RuntimeError> {
     let started = Instant::now();
     let timeout = request.timeout;
-    let argv = exec_argv(&request, working_dir);
+    let marker = crate::store::new_uid();
+    let argv = exec_argv(&request, working_dir, Some(&marker));
+    // What the in-Pod `timeout` left behind (it kills only its child) goes with a second exec.
+    let kill_leftovers = || async {
+        let cleanup = kill_marked_argv(&marker);
+        let _ = capture(pods, pod, cleanup, Vec::new(), CLIENT_SLACK, 1024).await;
+    };
     let captured = capture(
         pods,
         pod,
@@ -228,6 +231,7 @@ pub async fn run(
     )
     .await?;
     if captured.timed_out {
+        kill_leftovers().await;
         return Ok(ExecOutput {
             exit_code: 124,
             timed_out: true,
@@ -245,6 +249,7 @@ pub async fn run(
         matches!(code, 124 | 137) && started.elapsed() + Duration::from_millis(500) >= timeout;
     if timed_out {
         code = 124;
+        kill_leftovers().await;
     }
     Ok(ExecOutput {
         stdout: String::from_utf8_lossy(&captured.stdout).into_owned(),
@@ -282,7 +287,7 @@ pub async fn stream(
 ) -> Result<ExecStream, RuntimeError> {
     let marker = crate::store::new_uid();
     let deadline = request.timeout;
-    let argv = exec_argv_marked(&request, working_dir, Some(&marker));
+    let argv = exec_argv(&request, working_dir, Some(&marker));
     let params = AttachParams::default()
         .stdin(!request.stdin.is_empty())
         .stdout(true)
@@ -522,20 +527,20 @@ mod tests {
 
     #[test]
     fn argv_runs_the_command_in_its_directory_with_a_timeout() {
-        let argv = exec_argv(&request("echo hi", b""), "/work space");
+        let argv = exec_argv(&request("echo hi", b""), "/work space", None);
         assert_eq!(&argv[..2], ["/bin/sh", "-c"]);
         assert!(argv[2].contains("timeout -s KILL 30"));
         assert_eq!(argv[3], "cd '/work space' || exit 1\necho hi");
         let mut with_env = request("env", b"abc");
         with_env.env.insert("A".into(), "b c".into());
-        let argv = exec_argv(&with_env, "/w");
+        let argv = exec_argv(&with_env, "/w", None);
         assert_eq!(&argv[..2], ["env", "A=b c"]);
         assert!(argv[5].contains("head -c 3 | {\nenv\n}"), "{}", argv[5]);
     }
 
     #[test]
     fn streamed_commands_are_marked_and_killed_by_their_mark() {
-        let argv = exec_argv_marked(&request("sleep 9", b""), "/w", Some("m-1"));
+        let argv = exec_argv(&request("sleep 9", b""), "/w", Some("m-1"));
         assert!(
             argv[2].starts_with("export AGENTTIER_EXEC_ID='m-1'; "),
             "{}",
