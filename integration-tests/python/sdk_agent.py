@@ -3,8 +3,10 @@ its log and result, an identical configure is skipped, invoke streams stdout, st
 exit, a timeout ends with reason `timeout`, a cancel with `canceled`, and a third concurrent
 invoke over the langgraph-agent template's limit of 2 gets 429.
 
-Run by integration-tests/tests/sdk.rs against a real `agenttier serve`; reads
-AGENTTIER_API_URL and AGENTTIER_API_KEY like any SDK user would.
+Run by integration-tests/tests/sdk.rs against a real `agenttier serve`, and by kube_agent.rs
+against one on Kubernetes; reads AGENTTIER_API_URL and AGENTTIER_API_KEY like any SDK user
+would. On Kubernetes AGENTTIER_TEST_TEMPLATE and AGENTTIER_TEST_NAMESPACE name the test's own
+agent template and namespace (defaults: langgraph-agent in default).
 """
 
 import asyncio
@@ -142,7 +144,9 @@ def main():
     url = os.environ["AGENTTIER_API_URL"]
     key = os.environ["AGENTTIER_API_KEY"]
     client = AgentTierClient(url, auth=APIKeyAuth(key))
-    sb = client.create_sandbox("langgraph-agent", "sdk-agent")
+    template = os.environ.get("AGENTTIER_TEST_TEMPLATE", "langgraph-agent")
+    namespace = os.environ.get("AGENTTIER_TEST_NAMESPACE", "default")
+    sb = client.create_sandbox(template, "sdk-agent", namespace=namespace)
     sb.wait_until_running(timeout=30, poll_interval=0.2)
     configure(sb)
     invoke(sb)

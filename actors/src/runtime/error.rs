@@ -34,6 +34,17 @@ pub enum RuntimeError {
         /// What was seen (exit status and the agent's log tail).
         detail: String,
     },
+    /// A setup step the runtime runs as part of the start (the template's files or init scripts,
+    /// in an init container on Kubernetes) failed; retrying will not help. `reason` is the
+    /// event and condition reason (`InitScriptFailed`, `FilesFailed`), `message` carries the
+    /// step's output.
+    #[error("{message}")]
+    SetupFailed {
+        /// The event and condition reason.
+        reason: &'static str,
+        /// What failed, with the end of its output.
+        message: String,
+    },
     /// Talking to the in-sandbox agent failed.
     #[error("agent of sandbox {id}: {detail}")]
     Agent {
@@ -68,7 +79,10 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// True when a retry (a restart with backoff) may succeed.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::InvalidSpec(_) | Self::NoWorkspace(_))
+        !matches!(
+            self,
+            Self::InvalidSpec(_) | Self::NoWorkspace(_) | Self::SetupFailed { .. }
+        )
     }
 
     /// Wraps an I/O error with what was being done.

@@ -199,6 +199,11 @@ impl SandboxState {
                 self.started(actor, &resolved, instance, started, None)
                     .await
             }
+            // A setup step the runtime ran itself (Kubernetes' init containers): the same
+            // failure as one run through exec in `set_up`.
+            Err(RuntimeError::SetupFailed { reason, message }) => {
+                self.fail(reason, message, actor).await
+            }
             Err(e) if e.is_transient() => self.crashed(&format!("start failed: {e}")).await,
             Err(e) => {
                 self.fail(

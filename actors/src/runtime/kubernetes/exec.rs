@@ -27,19 +27,15 @@ use crate::runtime::{
 /// Slack on top of a command's timeout before this side gives up on the Pod.
 const CLIENT_SLACK: Duration = Duration::from_secs(5);
 
-/// The argv that runs `request` in `working_dir`: `env` for the extra variables, `timeout` when
-/// the image has it, stdin through `head -c`.
-pub fn exec_argv(request: &ExecRequest, working_dir: &str) -> Vec<String> {
-    exec_argv_with_pidfile(request, working_dir, None)
-}
+/// The variable that marks every process of a streamed exec (see [`kill_marked_argv`]).
+const MARKER_VARIABLE: &str = "AGENTTIER_EXEC_ID";
 
-/// Like [`exec_argv`], and when `pidfile` is set the command's top process writes its pid there
-/// first, so a cancel can find and kill its process tree.
-fn exec_argv_with_pidfile(
-    request: &ExecRequest,
-    working_dir: &str,
-    pidfile: Option<&str>,
-) -> Vec<String> {
+/// The argv that runs `request` in `working_dir`: `env` for the extra variables, `timeout` when
+/// the image has it, stdin through `head -c`. With `marker` (every exec of [`run`] and
+/// [`stream`] has one), the command and everything it starts carry `AGENTTIER_EXEC_ID=<marker>`
+/// in their environment, so a cancel or a timeout can find them all, even the ones orphaned when
+/// their parent died.
+pub fn exec_argv(request: &ExecRequest, working_dir: &str, marker: Option<&str>) -> Vec<String> {
     let mut script = format!("cd {} || exit 1\n", sh_quote(working_dir));
     if request.stdin.is_empty() {
         script.push_str(&request.command);
@@ -51,11 +47,11 @@ fn exec_argv_with_pidfile(
         ));
     }
     let seconds = request.timeout.as_secs().max(1);
-    let record = pidfile
-        .map(|p| format!("echo $$ > {} 2>/dev/null; ", sh_quote(p)))
+    let mark = marker
+        .map(|m| format!("export {MARKER_VARIABLE}={}; ", sh_quote(m)))
         .unwrap_or_default();
     let wrapper = format!(
-        "{record}if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {seconds} /bin/sh -c \"$0\"; \
+        "{mark}if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {seconds} /bin/sh -c \"$0\"; \
          else exec /bin/sh -c \"$0\"; fi"
     );
     let mut argv = Vec::new();
@@ -208,7 +204,8 @@ pub async fn capture(
     }
 }
 
-/// Runs a command and collects its output.
+/// Runs a command and collects its output; a command that times out is killed with everything
+/// it started.
 pub async fn run(
     pods: &Api<Pod>,
     pod: &str,
@@ -217,7 +214,13 @@ pub async fn run(
 ) -> Result<ExecOutput, RuntimeError> {
     let started = Instant::now();
     let timeout = request.timeout;
-    let argv = exec_argv(&request, working_dir);
+    let marker = crate::store::new_uid();
+    let argv = exec_argv(&request, working_dir, Some(&marker));
+    // What the in-Pod `timeout` left behind (it kills only its child) goes with a second exec.
+    let kill_leftovers = || async {
+        let cleanup = kill_marked_argv(&marker);
+        let _ = capture(pods, pod, cleanup, Vec::new(), CLIENT_SLACK, 1024).await;
+    };
     let captured = capture(
         pods,
         pod,
@@ -228,6 +231,7 @@ pub async fn run(
     )
     .await?;
     if captured.timed_out {
+        kill_leftovers().await;
         return Ok(ExecOutput {
             exit_code: 124,
             timed_out: true,
@@ -245,6 +249,7 @@ pub async fn run(
         matches!(code, 124 | 137) && started.elapsed() + Duration::from_millis(500) >= timeout;
     if timed_out {
         code = 124;
+        kill_leftovers().await;
     }
     Ok(ExecOutput {
         stdout: String::from_utf8_lossy(&captured.stdout).into_owned(),
@@ -255,29 +260,34 @@ pub async fn run(
     })
 }
 
-/// Kills the process tree whose top pid is in `pidfile` (depth first, through
-/// `/proc/<pid>/task/*/children`), then removes the file.
-fn kill_tree_argv(pidfile: &str) -> Vec<String> {
-    let file = sh_quote(pidfile);
+/// Kills every process whose environment carries the exec's marker: the command's whole tree,
+/// including what its parent's death orphaned (`timeout -s KILL` kills only its child, and the
+/// rest is reparented, out of reach of a walk down from the top pid, still holding the exec's
+/// output open). Scans again while it finds any, for processes forked during a scan.
+fn kill_marked_argv(marker: &str) -> Vec<String> {
+    let wanted = sh_quote(&format!("{MARKER_VARIABLE}={marker}"));
     let script = format!(
-        "k() {{ for c in $(cat /proc/$1/task/*/children 2>/dev/null); do k $c; done; kill -KILL $1 2>/dev/null; }}; \
-         [ -f {file} ] && k \"$(cat {file})\"; rm -f {file}"
+        "for round in 1 2 3 4 5 6 7 8; do found=; \
+         for p in /proc/[0-9]*; do \
+         if grep -q {wanted} \"$p/environ\" 2>/dev/null; then found=1; kill -KILL \"${{p#/proc/}}\" 2>/dev/null; fi; \
+         done; [ -n \"$found\" ] || break; done"
     );
     vec!["/bin/sh".into(), "-c".into(), script]
 }
 
 /// Starts a command and streams its output from a task that owns the exec. When the stream is
-/// dropped before the exit (a cancel), or the deadline passes, the task kills the command's
-/// process tree with a second exec: closing a v4 exec stream does not end the process.
+/// dropped before the exit (a cancel), or the timeout passes, the task kills every process of
+/// the command with a second exec: closing a v4 exec stream does not end the process, and a
+/// timed-out command's orphans would keep its output (and so the exec) open.
 pub async fn stream(
     pods: Api<Pod>,
     pod: String,
     request: ExecRequest,
     working_dir: &str,
 ) -> Result<ExecStream, RuntimeError> {
-    let pidfile = format!("/tmp/.agenttier-exec-{}.pid", crate::store::new_uid());
-    let deadline = request.timeout + CLIENT_SLACK;
-    let argv = exec_argv_with_pidfile(&request, working_dir, Some(&pidfile));
+    let marker = crate::store::new_uid();
+    let deadline = request.timeout;
+    let argv = exec_argv(&request, working_dir, Some(&marker));
     let params = AttachParams::default()
         .stdin(!request.stdin.is_empty())
         .stdout(true)
@@ -370,7 +380,8 @@ pub async fn stream(
             }
             // Cancelled by the receiver.
             Some(None) => None,
-            // Past the deadline with the Pod silent.
+            // Past the timeout (the in-Pod `timeout` may have killed the top process, but
+            // not what it started).
             None => Some(ExecEvent::Exit {
                 exit_code: 124,
                 timed_out: true,
@@ -383,18 +394,16 @@ pub async fn stream(
                 ..
             })
         );
+        process.abort();
+        if !ended {
+            // Killed before the exit event goes out, so a client that hears "timeout" finds
+            // the command gone.
+            let cleanup = kill_marked_argv(&marker);
+            let _ = capture(&pods, &pod, cleanup, Vec::new(), CLIENT_SLACK, 1024).await;
+        }
         if let Some(event) = finished {
             let _ = events.send(Ok(event)).await;
         }
-        process.abort();
-        let cleanup = kill_tree_argv(&pidfile);
-        let cleanup = if ended {
-            // Only the pid file is left; no process to kill.
-            vec!["rm".into(), "-f".into(), pidfile.clone()]
-        } else {
-            cleanup
-        };
-        let _ = capture(&pods, &pod, cleanup, Vec::new(), CLIENT_SLACK, 1024).await;
     });
     Ok(Box::pin(tokio_stream_of(receiver)))
 }
@@ -518,15 +527,33 @@ mod tests {
 
     #[test]
     fn argv_runs_the_command_in_its_directory_with_a_timeout() {
-        let argv = exec_argv(&request("echo hi", b""), "/work space");
+        let argv = exec_argv(&request("echo hi", b""), "/work space", None);
         assert_eq!(&argv[..2], ["/bin/sh", "-c"]);
         assert!(argv[2].contains("timeout -s KILL 30"));
         assert_eq!(argv[3], "cd '/work space' || exit 1\necho hi");
         let mut with_env = request("env", b"abc");
         with_env.env.insert("A".into(), "b c".into());
-        let argv = exec_argv(&with_env, "/w");
+        let argv = exec_argv(&with_env, "/w", None);
         assert_eq!(&argv[..2], ["env", "A=b c"]);
         assert!(argv[5].contains("head -c 3 | {\nenv\n}"), "{}", argv[5]);
+    }
+
+    #[test]
+    fn streamed_commands_are_marked_and_killed_by_their_mark() {
+        let argv = exec_argv(&request("sleep 9", b""), "/w", Some("m-1"));
+        assert!(
+            argv[2].starts_with("export AGENTTIER_EXEC_ID='m-1'; "),
+            "{}",
+            argv[2]
+        );
+        let kill = kill_marked_argv("m-1");
+        assert_eq!(kill[..2], ["/bin/sh", "-c"]);
+        assert!(
+            kill[2].contains("grep -q 'AGENTTIER_EXEC_ID=m-1' \"$p/environ\""),
+            "{}",
+            kill[2]
+        );
+        assert!(kill[2].contains("kill -KILL"), "{}", kill[2]);
     }
 
     #[test]

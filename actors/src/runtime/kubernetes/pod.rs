@@ -24,6 +24,10 @@ use crate::store::kubernetes::SandboxRef;
 
 /// The size of the `/tmp` memory volume (contract §8.7).
 pub const TMP_SIZE: &str = "256Mi";
+/// The init container that writes the template's inline files.
+pub const FILE_DEPLOYER: &str = "file-deployer";
+/// The init container that runs the template's init scripts.
+pub const INIT_SCRIPTS: &str = "init-scripts";
 /// The workspace volume's name inside the Pod.
 const WORKSPACE_VOLUME: &str = "workspace";
 /// The `/tmp` volume's name inside the Pod.
@@ -245,6 +249,9 @@ pub fn sandbox_pod(inputs: &PodInputs<'_>) -> Result<Pod, String> {
         env: with_env.then(|| env.clone()),
         volume_mounts: Some(workspace_mounts.clone()),
         security_context: Some(context),
+        // A failing step's last output lines become its termination message, so the start can
+        // report why (the sandbox's message and Ready condition).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     };
     let quoted_mount = sh_quote(&mount_path);
@@ -259,7 +266,7 @@ pub fn sandbox_pod(inputs: &PodInputs<'_>) -> Result<Pod, String> {
     )];
     if let Some(script) = file_deployer_script(inputs.template, &mount_path)? {
         init.push(step(
-            "file-deployer",
+            FILE_DEPLOYER,
             script,
             restricted_context(inputs.uid),
             false,
@@ -268,7 +275,7 @@ pub fn sandbox_pod(inputs: &PodInputs<'_>) -> Result<Pod, String> {
     if !inputs.template.init_scripts.is_empty() {
         let script = format!("set -e\n{}", inputs.template.init_scripts.join("\n"));
         init.push(step(
-            "init-scripts",
+            INIT_SCRIPTS,
             script,
             restricted_context(inputs.uid),
             true,
@@ -510,13 +517,15 @@ mod tests {
         let spec = build(&effective, &template).unwrap().spec.unwrap();
         assert_eq!(spec.runtime_class_name.as_deref(), Some("gvisor"));
         assert_eq!(spec.image_pull_secrets.unwrap()[0].name, "regcred");
-        let init: Vec<_> = spec
-            .init_containers
-            .unwrap()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let init_containers = spec.init_containers.unwrap();
+        let init: Vec<_> = init_containers.iter().map(|c| c.name.clone()).collect();
         assert_eq!(init, ["fix-permissions", "file-deployer", "init-scripts"]);
+        assert!(
+            init_containers
+                .iter()
+                .all(|c| c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")),
+            "a failing step's output is its termination message"
+        );
         let main = &spec.containers[0];
         assert_eq!(main.image_pull_policy.as_deref(), Some("Never"));
         assert_eq!(main.args.as_ref().unwrap()[1], "sleep infinity");

@@ -9,6 +9,8 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::Api;
 use kube::runtime::wait::await_condition;
 
+use super::pod;
+
 /// Waiting reasons that end a start for good.
 const PERMANENT_WAITING: &[&str] = &[
     "ImagePullBackOff",
@@ -30,6 +32,16 @@ pub enum PodState {
     Invalid(String),
     /// The Pod ended (Succeeded or Failed), or an init container failed.
     Ended(String),
+    /// One of the runtime's own setup steps (`file-deployer`, `init-scripts`) failed: the
+    /// template's files or init scripts, which no retry will fix.
+    SetupFailed {
+        /// The init container.
+        container: String,
+        /// Its exit code.
+        exit_code: i32,
+        /// Its termination message: the end of its output (`FallbackToLogsOnError`).
+        output: String,
+    },
     /// Deleted (or being deleted).
     Gone,
 }
@@ -62,6 +74,20 @@ fn terminated(statuses: &[ContainerStatus]) -> Option<String> {
     })
 }
 
+fn failed_setup_step(init: &[ContainerStatus]) -> Option<PodState> {
+    init.iter().find_map(|s| {
+        if s.name != pod::FILE_DEPLOYER && s.name != pod::INIT_SCRIPTS {
+            return None;
+        }
+        let t = s.state.as_ref()?.terminated.as_ref()?;
+        (t.exit_code != 0).then(|| PodState::SetupFailed {
+            container: s.name.clone(),
+            exit_code: t.exit_code,
+            output: t.message.clone().unwrap_or_default().trim_end().to_string(),
+        })
+    })
+}
+
 /// Classifies a Pod.
 pub fn classify(pod: &Pod) -> PodState {
     if pod.metadata.deletion_timestamp.is_some() {
@@ -74,6 +100,9 @@ pub fn classify(pod: &Pod) -> PodState {
     let main = status.container_statuses.clone().unwrap_or_default();
     if let Some(problem) = waiting_problem(&init).or_else(|| waiting_problem(&main)) {
         return PodState::Invalid(problem);
+    }
+    if let Some(failed) = failed_setup_step(&init) {
+        return failed;
     }
     let phase = status.phase.as_deref().unwrap_or("Pending");
     if matches!(phase, "Failed" | "Succeeded") {
@@ -182,12 +211,29 @@ mod tests {
     fn ended_pods_and_failed_init_containers_end_the_start() {
         let failed = pod(
             serde_json::json!({"phase": "Failed", "initContainerStatuses": [{
-            "name": "init-scripts", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "name": "vault-agent", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}]}),
         );
         assert_eq!(
             classify(&failed),
-            PodState::Ended("container init-scripts exited with code 3 (Error)".into())
+            PodState::Ended("container vault-agent exited with code 3 (Error)".into()),
+            "a template's own init container failing is a failed start"
+        );
+        let init_script = pod(
+            serde_json::json!({"phase": "Failed", "initContainerStatuses": [
+            {"name": "fix-permissions", "image": "x", "imageID": "", "ready": true,
+             "restartCount": 0, "state": {"terminated": {"exitCode": 0}}},
+            {"name": "init-scripts", "image": "x", "imageID": "", "ready": false,
+             "restartCount": 0, "state": {"terminated": {"exitCode": 3, "reason": "Error",
+             "message": "preparing\nno such tool\n"}}}]}),
+        );
+        assert_eq!(
+            classify(&init_script),
+            PodState::SetupFailed {
+                container: "init-scripts".into(),
+                exit_code: 3,
+                output: "preparing\nno such tool".into()
+            }
         );
         let mut deleting = pod(serde_json::json!({"phase": "Running"}));
         deleting.metadata.deletion_timestamp =

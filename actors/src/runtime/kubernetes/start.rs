@@ -4,12 +4,42 @@
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use kube::{Resource, ResourceExt};
 
 use super::pod_state::{self, PodState};
 use super::{KubernetesRuntime, Target, api_error, is_status, names, network, pod, pool};
 use crate::runtime::{Result, RuntimeError, RuntimeInstance, RuntimeSpec, SandboxId};
+
+/// How many lines of a failed setup step's log are read when its termination message is empty
+/// (as many as the kubelet's `FallbackToLogsOnError` keeps).
+const SETUP_OUTPUT_LINES: i64 = 80;
+/// How much of a failed setup step's output the sandbox's message quotes (the end of it).
+const SETUP_OUTPUT_BYTES: usize = 2048;
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
+
+/// The permanent failure of a setup init container, worded as when the step runs through exec
+/// (the sandbox actor's `set_up`): the reason and the output for the sandbox's message and
+/// Ready condition.
+fn setup_failure(container: &str, exit_code: i32, output: &str) -> RuntimeError {
+    let (reason, what) = if container == pod::INIT_SCRIPTS {
+        ("InitScriptFailed", "Init script failed")
+    } else {
+        ("FilesFailed", "Template files could not be written")
+    };
+    RuntimeError::SetupFailed {
+        reason,
+        message: format!("{what} (exit {exit_code}): {output}"),
+    }
+}
 
 impl KubernetesRuntime {
     /// Creates an object, or leaves an existing one as it is.
@@ -119,7 +149,7 @@ impl KubernetesRuntime {
         let mut replaced = target.ran_before;
         for pod in self.sandbox_pods(Some(&namespace), id).await? {
             match pod_state::classify(&pod) {
-                PodState::Ended(_) | PodState::Invalid(_) => {
+                PodState::Ended(_) | PodState::Invalid(_) | PodState::SetupFailed { .. } => {
                     replaced = true;
                     let _ = pods
                         .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
@@ -161,6 +191,18 @@ impl KubernetesRuntime {
                 return Ok(Self::instance(&pod));
             }
             PodState::Invalid(detail) => RuntimeError::InvalidSpec(format!("pod {name}: {detail}")),
+            PodState::SetupFailed {
+                container,
+                exit_code,
+                output,
+            } => {
+                let output = if output.is_empty() {
+                    self.init_log_tail(&pods, &name, &container).await
+                } else {
+                    output
+                };
+                setup_failure(&container, exit_code, &output)
+            }
             PodState::Ended(detail) => RuntimeError::StartFailed {
                 id: id.to_string(),
                 detail: format!("pod {name}: {detail}"),
@@ -180,6 +222,20 @@ impl KubernetesRuntime {
             .delete(&name, &DeleteParams::default().grace_period(0))
             .await;
         Err(failure)
+    }
+
+    /// The end of an init container's log, when its termination message is empty (a kubelet
+    /// that could not read the log then, or a step killed without output).
+    async fn init_log_tail(&self, pods: &Api<Pod>, pod: &str, container: &str) -> String {
+        let params = LogParams {
+            container: Some(container.to_string()),
+            tail_lines: Some(SETUP_OUTPUT_LINES),
+            ..Default::default()
+        };
+        match pods.logs(pod, &params).await {
+            Ok(log) => tail(log.trim_end(), SETUP_OUTPUT_BYTES),
+            Err(e) => format!("(its log could not be read: {e})"),
+        }
     }
 
     pub(super) async fn create_pod(
@@ -239,5 +295,36 @@ impl KubernetesRuntime {
             id: id.to_string(),
             detail: "no free pod name".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_failures_are_permanent_and_carry_the_output() {
+        let error = setup_failure(pod::INIT_SCRIPTS, 3, "preparing\nno such tool");
+        assert!(!error.is_transient());
+        assert_eq!(
+            error.to_string(),
+            "Init script failed (exit 3): preparing\nno such tool"
+        );
+        assert!(matches!(
+            error,
+            RuntimeError::SetupFailed {
+                reason: "InitScriptFailed",
+                ..
+            }
+        ));
+        assert!(matches!(
+            setup_failure(pod::FILE_DEPLOYER, 1, "read-only"),
+            RuntimeError::SetupFailed {
+                reason: "FilesFailed",
+                ..
+            }
+        ));
+        assert_eq!(tail("aé", 1), "");
+        assert_eq!(tail("abc", 2), "bc");
     }
 }
