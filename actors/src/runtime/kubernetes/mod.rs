@@ -24,6 +24,7 @@ mod pool;
 pub mod ports;
 mod snapshots;
 mod start;
+mod unpack;
 pub mod volumes;
 pub mod warm_pool;
 mod workspace;
@@ -434,7 +435,7 @@ impl Runtime for KubernetesRuntime {
         max_bytes: u64,
     ) -> Result<UnpackSummary> {
         let pod = self.running_pod(id).await?;
-        archive::unpack(
+        unpack::unpack(
             &self.api(&pod.namespace().unwrap_or_default()),
             &pod.name_any(),
             dir,
