@@ -26,7 +26,7 @@ fn value_files() -> Vec<Option<PathBuf>> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "one values file per opt-in: {files:?}");
+    assert!(files.len() >= 9, "one values file per opt-in: {files:?}");
     std::iter::once(None)
         .chain(files.into_iter().map(Some))
         .collect()
@@ -107,8 +107,10 @@ fn rendered_manifests_validate_against_the_kubernetes_schemas_offline() {
         );
         for line in stdout.lines().filter(|l| l.starts_with("WARN")) {
             assert!(
-                line.contains("ServiceMonitor"),
-                "only the custom ServiceMonitor may be skipped: {line}"
+                ["ServiceMonitor", "Certificate", "Issuer"]
+                    .iter()
+                    .any(|kind| line.contains(kind)),
+                "only custom resources (ServiceMonitor, cert-manager's) may be skipped: {line}"
             );
         }
     }
@@ -123,19 +125,22 @@ async fn rendered_manifests_are_accepted_by_the_test_apiserver() {
     let crds = chart().join("crds");
     let (ok, _, err) = kubectl(Cluster::Api, &["apply", "-f", crds.to_str().unwrap()], None);
     assert!(ok, "{err}");
-    let monitor = repo_root().join("integration-tests/tests/kube_support/servicemonitor-crd.yaml");
-    let (ok, _, err) = kubectl(
-        Cluster::Api,
-        &["apply", "-f", monitor.to_str().unwrap()],
-        None,
-    );
-    assert!(ok, "{err}");
+    // cert-manager's Issuer and Certificate, which the admission webhook opt-in needs.
+    for stand_in in ["servicemonitor-crd.yaml", "cert-manager-crds.yaml"] {
+        let file = repo_root()
+            .join("integration-tests/tests/kube_support")
+            .join(stand_in);
+        let (ok, _, err) = kubectl(Cluster::Api, &["apply", "-f", file.to_str().unwrap()], None);
+        assert!(ok, "{err}");
+    }
     let (ok, _, err) = kubectl(
         Cluster::Api,
         &[
             "wait",
             "--for=condition=Established",
             "crd/servicemonitors.monitoring.coreos.com",
+            "crd/certificates.cert-manager.io",
+            "crd/issuers.cert-manager.io",
             "--timeout=30s",
         ],
         None,
