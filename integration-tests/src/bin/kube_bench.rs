@@ -203,11 +203,7 @@ async fn main() {
     // The CRDs first (the server also applies them on start, but the template below comes
     // before it): a freshly started cluster has none.
     let crds = repo().join("chart/crds");
-    kubectl(
-        &kubeconfig,
-        &["apply", "-f", &crds.to_string_lossy()],
-        None,
-    );
+    kubectl(&kubeconfig, &["apply", "-f", &crds.to_string_lossy()], None);
     kubectl(
         &kubeconfig,
         &[
