@@ -28,6 +28,10 @@ crdgen:
 bench:
     scripts/bench.sh
 
+# The server container image (Dockerfile), tagged as the Helm chart's defaults expect.
+image:
+    scripts/build-image.sh
+
 # Everything CI runs.
 ci:
     .ci/run

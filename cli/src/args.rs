@@ -183,6 +183,22 @@ pub struct KubernetesArgs {
     /// IngressClass of preview Ingresses.
     #[arg(long)]
     pub ingress_class: Option<String>,
+    /// Serve the mutating admission webhook (contract §8.5) on `--webhook-listen-addr` over TLS:
+    /// it stamps `spec.createdBy` and applies governance to Sandboxes written with kubectl or
+    /// GitOps. The MutatingWebhookConfiguration is the chart's (`optional.admissionWebhook`).
+    #[arg(long)]
+    pub enable_webhook: bool,
+    /// Where the webhook listens.
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    pub webhook_listen_addr: std::net::SocketAddr,
+    /// Directory with the webhook's `tls.crt` and `tls.key` (reloaded when they change).
+    #[arg(long, default_value = "/tmp/k8s-webhook-server/serving-certs")]
+    pub webhook_cert_dir: PathBuf,
+    /// A requester whose Sandbox writes the webhook passes unchanged: the server's own identity
+    /// (`system:serviceaccount:<namespace>:<account>`), whose REST creates were already
+    /// admitted and carry their caller as owner. Repeatable.
+    #[arg(long = "webhook-exempt-user")]
+    pub webhook_exempt_users: Vec<String>,
 }
 
 /// Terminal sessions (reconnect window, keepalive, replay buffer) and multi-file uploads.

@@ -92,6 +92,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen_addr))?;
     let address = listener.local_addr()?;
+    // Up before the banner, so whoever waits for the banner can register it.
+    let webhook = if args.kubernetes.enable_webhook {
+        anyhow::ensure!(
+            matches!(args.runtime, RuntimeKind::Kubernetes),
+            "--enable-webhook needs --runtime kubernetes"
+        );
+        Some(start_webhook(&args, &system.control).await?)
+    } else {
+        None
+    };
     // Minted only once everything is up, so a failed first start never swallows the key.
     let admin_key = bootstrap_admin_key(store.as_ref()).await?;
     print_banner(
@@ -122,6 +132,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
+    if let Some(webhook) = webhook {
+        webhook.abort();
+    }
     tracing::info!(
         "shutting down; running sandboxes keep running and are re-adopted on the next start"
     );
@@ -130,6 +143,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         cluster.shutdown().await;
     }
     Ok(())
+}
+
+/// Serves the admission webhook over TLS on its own port, until the task is aborted.
+async fn start_webhook(
+    args: &ServeArgs,
+    control: &agenttier_actors::ControlPlane,
+) -> Result<tokio::task::JoinHandle<()>> {
+    use agenttier_gateway::webhook::{self, WebhookState, tls};
+    let kube = &args.kubernetes;
+    let files = tls::CertificateFiles::load(&kube.webhook_cert_dir)
+        .context("cannot load the webhook's TLS certificate")?;
+    let listener = tls::TlsListener::bind(kube.webhook_listen_addr, files)
+        .await
+        .context("cannot start the webhook")?;
+    let address = axum::serve::Listener::local_addr(&listener)?;
+    let router = webhook::router(WebhookState {
+        governance: control.governance.clone(),
+        exempt_users: Arc::new(kube.webhook_exempt_users.iter().cloned().collect()),
+    });
+    println!("  Webhook: https://{address}{}", webhook::PATH);
+    tracing::info!(%address, "admission webhook listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the admission webhook failed");
+        }
+    }))
 }
 
 /// The `--runtime kubernetes` settings from the `serve` flags.

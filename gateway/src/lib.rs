@@ -13,6 +13,7 @@ pub mod routes;
 pub mod state;
 pub mod trace;
 pub mod ui;
+pub mod webhook;
 pub mod wire;
 
 #[cfg(test)]

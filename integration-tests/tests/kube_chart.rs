@@ -26,7 +26,7 @@ fn value_files() -> Vec<Option<PathBuf>> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "one values file per opt-in: {files:?}");
+    assert!(files.len() >= 9, "one values file per opt-in: {files:?}");
     std::iter::once(None)
         .chain(files.into_iter().map(Some))
         .collect()
@@ -107,8 +107,10 @@ fn rendered_manifests_validate_against_the_kubernetes_schemas_offline() {
         );
         for line in stdout.lines().filter(|l| l.starts_with("WARN")) {
             assert!(
-                line.contains("ServiceMonitor"),
-                "only the custom ServiceMonitor may be skipped: {line}"
+                ["ServiceMonitor", "Certificate", "Issuer"]
+                    .iter()
+                    .any(|kind| line.contains(kind)),
+                "only custom resources (ServiceMonitor, cert-manager's) may be skipped: {line}"
             );
         }
     }
@@ -123,19 +125,22 @@ async fn rendered_manifests_are_accepted_by_the_test_apiserver() {
     let crds = chart().join("crds");
     let (ok, _, err) = kubectl(Cluster::Api, &["apply", "-f", crds.to_str().unwrap()], None);
     assert!(ok, "{err}");
-    let monitor = repo_root().join("integration-tests/tests/kube_support/servicemonitor-crd.yaml");
-    let (ok, _, err) = kubectl(
-        Cluster::Api,
-        &["apply", "-f", monitor.to_str().unwrap()],
-        None,
-    );
-    assert!(ok, "{err}");
+    // cert-manager's Issuer and Certificate, which the admission webhook opt-in needs.
+    for stand_in in ["servicemonitor-crd.yaml", "cert-manager-crds.yaml"] {
+        let file = repo_root()
+            .join("integration-tests/tests/kube_support")
+            .join(stand_in);
+        let (ok, _, err) = kubectl(Cluster::Api, &["apply", "-f", file.to_str().unwrap()], None);
+        assert!(ok, "{err}");
+    }
     let (ok, _, err) = kubectl(
         Cluster::Api,
         &[
             "wait",
             "--for=condition=Established",
             "crd/servicemonitors.monitoring.coreos.com",
+            "crd/certificates.cert-manager.io",
+            "crd/issuers.cert-manager.io",
             "--timeout=30s",
         ],
         None,
@@ -168,4 +173,58 @@ async fn rendered_manifests_are_accepted_by_the_test_apiserver() {
             "{out}"
         );
     }
+}
+
+/// The chart's default server image is the one `scripts/build-image.sh` tags from the Dockerfile,
+/// and the Dockerfile's user, port and command are what the Deployment expects of it.
+#[test]
+fn the_default_image_is_the_dockerfile_build() {
+    let output = Command::new(repo_root().join("scripts/build-image.sh"))
+        .arg("--print-tag")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let tag = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let rendered = render(None, "agenttier");
+    let deployment: serde_yaml::Value = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<serde_yaml::Value>(doc).ok())
+        .find(|doc| doc["kind"].as_str() == Some("Deployment"))
+        .expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"].as_str(), Some(tag.as_str()));
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let runtime_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let user = runtime_stage
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("the runtime stage sets USER");
+    let (uid, gid) = user.trim().split_once(':').unwrap();
+    let security = &pod["securityContext"];
+    assert_eq!(security["runAsUser"].as_u64(), uid.parse().ok());
+    assert_eq!(security["runAsGroup"].as_u64(), gid.parse().ok());
+    assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
+    let port = container["ports"][0]["containerPort"].as_u64().unwrap();
+    assert!(
+        runtime_stage.contains(&format!("EXPOSE {port}")),
+        "{runtime_stage}"
+    );
+    // The Deployment passes its own args: `serve --runtime=kubernetes` on the exposed port.
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args[..2], ["serve", "--runtime=kubernetes"]);
+    assert!(args.contains(&format!("--listen-addr=0.0.0.0:{port}").as_str()));
+    assert!(runtime_stage.contains("ENTRYPOINT [\"/usr/local/bin/agenttier\"]"));
+    // The UI is built before the binary, so the image serves it.
+    let ui = dockerfile.find("npm run build").unwrap();
+    let copy = dockerfile
+        .find("COPY --from=ui /src/ui/dist ui/dist")
+        .unwrap();
+    let cargo = dockerfile.find("cargo build --release").unwrap();
+    assert!(ui < copy && copy < cargo);
 }

@@ -2,6 +2,9 @@
 //! rules every layer applies to paths that come from clients (contract §4.10): the gateway checks
 //! them to answer 400, and the in-sandbox agent checks them again because it trusts nobody.
 
+pub mod unpack_plan;
+pub mod zip_util;
+
 use std::collections::BTreeMap;
 use std::pin::Pin;
 

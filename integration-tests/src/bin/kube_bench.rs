@@ -144,7 +144,8 @@ fn serve(kubeconfig: &str, ns: &str) -> Server {
         .spawn()
         .expect("agenttier serve");
     let mut url = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.trim().strip_prefix("API:") {
             url = Some(rest.trim().trim_end_matches("/api/v1").to_string());
@@ -153,6 +154,9 @@ fn serve(kubeconfig: &str, ns: &str) -> Server {
             break;
         }
     }
+    // The rest of the banner (and anything later) is drained: a closed pipe would make the
+    // server's next line to stdout fail.
+    std::thread::spawn(move || for _ in lines {});
     Server {
         child,
         url: url.expect("the server did not start"),
@@ -196,6 +200,21 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let kubeconfig = kubeconfig();
+    // The CRDs first (the server also applies them on start, but the template below comes
+    // before it): a freshly started cluster has none.
+    let crds = repo().join("chart/crds");
+    kubectl(&kubeconfig, &["apply", "-f", &crds.to_string_lossy()], None);
+    kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/clustersandboxtemplates.agenttier.io",
+            "crd/sandboxes.agenttier.io",
+            "--timeout=60s",
+        ],
+        None,
+    );
     let ns = format!("kbench-{}", std::process::id());
     kubectl(&kubeconfig, &["create", "namespace", &ns], None);
     let template = format!("{ns}-shell");

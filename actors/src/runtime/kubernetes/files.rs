@@ -52,7 +52,7 @@ head -c "$2" > "$t" 2>/dev/null || { rm -f "$t"; echo "permission denied: cannot
 [ "$(stat -c %s "$t")" = "$2" ] || { rm -f "$t"; echo "short write to $p" >&2; exit 7; }
 mv -f "$t" "$p" 2>/dev/null || { rm -f "$t"; echo "permission denied: cannot replace $p" >&2; exit 6; }"#;
 
-fn script_argv(script: &str, args: &[&str]) -> Vec<String> {
+pub(super) fn script_argv(script: &str, args: &[&str]) -> Vec<String> {
     let mut argv = vec![
         "/bin/sh".to_string(),
         "-c".to_string(),
@@ -64,7 +64,7 @@ fn script_argv(script: &str, args: &[&str]) -> Vec<String> {
 }
 
 /// The file error of a script's exit code and message.
-fn file_error(code: Option<i32>, stderr: &[u8]) -> RuntimeError {
+pub(super) fn file_error(code: Option<i32>, stderr: &[u8]) -> RuntimeError {
     let message = String::from_utf8_lossy(stderr).trim().to_string();
     let kind = match code {
         Some(3) => FileErrorKind::NotFound,

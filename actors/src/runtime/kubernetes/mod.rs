@@ -9,6 +9,7 @@
 //! init scripts, files, credentials, sidecars), so the runtime reads the Sandbox and resolves its
 //! template chain itself, with the same resolution code the actor uses.
 
+mod archive;
 pub mod cluster;
 pub mod config;
 pub mod controller;
@@ -23,6 +24,7 @@ mod pool;
 pub mod ports;
 mod snapshots;
 mod start;
+mod unpack;
 pub mod volumes;
 pub mod warm_pool;
 mod workspace;
@@ -40,9 +42,9 @@ use kube::{Client, Resource, ResourceExt};
 pub use config::KubernetesRuntimeConfig;
 
 use super::{
-    ByteStream, DirListing, ExecOutput, ExecRequest, ExecStream, FileDownload, Liveness,
-    PortConnection, PtyRequest, PtySession, Result, Runtime, RuntimeError, RuntimeInstance,
-    RuntimeSpec, SandboxId, SnapshotInfo, WorkspaceSeed,
+    ArchiveFormat, ByteStream, DirListing, ExecOutput, ExecRequest, ExecStream, FileDownload,
+    Liveness, PortConnection, PtyRequest, PtySession, Result, Runtime, RuntimeError,
+    RuntimeInstance, RuntimeSpec, SandboxId, SnapshotInfo, UnpackSummary, WorkspaceSeed,
 };
 use crate::sandbox::StoreTemplates;
 use crate::store::kubernetes::{SandboxDirectory, SandboxRef};
@@ -422,6 +424,36 @@ impl Runtime for KubernetesRuntime {
             &self.api(&pod.namespace().unwrap_or_default()),
             &pod.name_any(),
             path,
+            body,
+            max_bytes,
+        )
+        .await
+    }
+
+    async fn archive(&self, id: &SandboxId, path: &str) -> Result<ByteStream> {
+        let pod = self.running_pod(id).await?;
+        archive::archive(
+            &self.api(&pod.namespace().unwrap_or_default()),
+            &pod.name_any(),
+            path,
+        )
+        .await
+    }
+
+    async fn unpack(
+        &self,
+        id: &SandboxId,
+        dir: &str,
+        format: Option<ArchiveFormat>,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<UnpackSummary> {
+        let pod = self.running_pod(id).await?;
+        unpack::unpack(
+            &self.api(&pod.namespace().unwrap_or_default()),
+            &pod.name_any(),
+            dir,
+            format,
             body,
             max_bytes,
         )

@@ -5,25 +5,21 @@
 //! entries that pass through a symlink (one in the archive or one already on disk) are refused;
 //! devices and fifos are skipped.
 
-use std::collections::HashSet;
 use std::io::{Read, Seek};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
-use crate::runtime::files::{MAX_NAME_LEN, MAX_PATH_LEN};
+use crate::runtime::files::unpack_plan::{
+    Checker, MAX_EXPANSION, Planned, UnpackError, format_of, invalid, plan_tar, plan_zip,
+    tar_error, tar_reader, too_large,
+};
 use crate::runtime::{ArchiveFormat, FileErrorKind, UnpackSummary};
 
 use super::protocol::{Chunk, Response, read_chunk, write_frame};
 use super::serve_files::{checked, file_error};
-
-/// Most entries one upload may hold.
-const MAX_ENTRIES: u64 = 100_000;
-/// An upload may unpack to at most this many times its own size (zip bombs).
-const MAX_EXPANSION: u64 = 4;
 
 /// Receives an archive into `dir`: `Ready`, chunks, `End`, then `Unpacked` or `FileError`.
 pub async fn receive_unpack(
@@ -132,45 +128,6 @@ async fn spool_and_unpack(
     result
 }
 
-/// Why an upload was refused.
-#[derive(Debug)]
-struct UnpackError {
-    kind: FileErrorKind,
-    message: String,
-}
-
-fn invalid(message: impl Into<String>) -> UnpackError {
-    UnpackError {
-        kind: FileErrorKind::Invalid,
-        message: message.into(),
-    }
-}
-
-impl From<std::io::Error> for UnpackError {
-    fn from(e: std::io::Error) -> Self {
-        Self {
-            kind: FileErrorKind::of(&e),
-            message: format!("upload failed: {e}"),
-        }
-    }
-}
-
-impl From<zip::result::ZipError> for UnpackError {
-    fn from(e: zip::result::ZipError) -> Self {
-        invalid(format!("not a valid zip archive: {e}"))
-    }
-}
-
-/// One archive entry, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Planned {
-    Dir(PathBuf, u32),
-    File(PathBuf, u32, u64),
-    Symlink(PathBuf, PathBuf),
-    HardLink(PathBuf, PathBuf),
-    Skip,
-}
-
 /// Checks and then unpacks the spooled archive into `dest`; nothing is written unless every
 /// entry passes.
 fn unpack(
@@ -180,22 +137,13 @@ fn unpack(
     limit: u64,
 ) -> Result<UnpackSummary, UnpackError> {
     spool.rewind()?;
-    let format = match format {
-        Some(format) => format,
-        None => {
-            let mut head = [0u8; 512];
-            let n = read_up_to(&mut spool, &mut head)?;
-            spool.rewind()?;
-            ArchiveFormat::sniff(&head[..n])
-                .ok_or_else(|| invalid("unknown archive format: send a tar, tar.gz or zip"))?
-        }
-    };
+    let format = format_of(format, &mut spool)?;
     match format {
         ArchiveFormat::Zip => unpack_zip(spool, dest, limit),
         ArchiveFormat::Tar | ArchiveFormat::TarGz => {
             let plan = {
                 let mut archive = tar_reader(spool.try_clone()?, format);
-                plan_tar(&mut archive, dest, limit)?
+                plan_tar(&mut archive, &mut Checker::new(Some(dest), limit))?
             };
             spool.rewind()?;
             let mut archive = tar_reader(spool, format);
@@ -213,236 +161,15 @@ fn unpack(
     }
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
-fn tar_reader(file: std::fs::File, format: ArchiveFormat) -> tar::Archive<Box<dyn Read>> {
-    let reader: Box<dyn Read> = match format {
-        ArchiveFormat::TarGz => {
-            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
-        }
-        _ => Box::new(std::io::BufReader::new(file)),
-    };
-    tar::Archive::new(reader)
-}
-
-fn tar_error(e: std::io::Error) -> UnpackError {
-    invalid(format!("not a valid tar archive: {e}"))
-}
-
-fn plan_tar(
-    archive: &mut tar::Archive<Box<dyn Read>>,
-    dest: &Path,
-    limit: u64,
-) -> Result<Vec<Planned>, UnpackError> {
-    let mut checker = Checker::new(dest, limit);
-    let mut plan = Vec::new();
-    for entry in archive.entries().map_err(tar_error)? {
-        let entry = entry.map_err(tar_error)?;
-        let header = entry.header();
-        let name = entry.path_bytes();
-        let mode = header.mode().unwrap_or(0o644);
-        let kind = header.entry_type();
-        let planned = if kind.is_dir() {
-            Planned::Dir(checker.path(&name)?, mode)
-        } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            Planned::File(checker.path(&name)?, mode, entry.size())
-        } else if kind.is_symlink() {
-            let target = entry.link_name_bytes().unwrap_or_default();
-            Planned::Symlink(
-                checker.path(&name)?,
-                PathBuf::from(std::ffi::OsStr::from_bytes(&target)),
-            )
-        } else if kind.is_hard_link() {
-            let target = entry.link_name_bytes().unwrap_or_default();
-            Planned::HardLink(checker.path(&name)?, checker.path(&target)?)
-        } else {
-            Planned::Skip
-        };
-        checker.check(&planned)?;
-        plan.push(planned);
-    }
-    Ok(plan)
-}
-
 fn unpack_zip(spool: std::fs::File, dest: &Path, limit: u64) -> Result<UnpackSummary, UnpackError> {
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(spool))?;
-    let mut checker = Checker::new(dest, limit);
-    let mut plan = Vec::with_capacity(archive.len());
-    for i in 0..archive.len() {
-        let mut file = archive.by_index(i)?;
-        let path = checker.path(file.name_raw())?;
-        let mode = file.unix_mode().unwrap_or(0o644);
-        let planned = if file.is_dir() {
-            Planned::Dir(path, mode)
-        } else if file.is_symlink() {
-            let mut target = Vec::new();
-            (&mut file)
-                .take(MAX_PATH_LEN as u64 + 1)
-                .read_to_end(&mut target)?;
-            Planned::Symlink(path, PathBuf::from(std::ffi::OsStr::from_bytes(&target)))
-        } else {
-            Planned::File(path, mode, file.size())
-        };
-        checker.check(&planned)?;
-        plan.push(planned);
-    }
+    let plan = plan_zip(&mut archive, &mut Checker::new(Some(dest), limit))?;
     let mut summary = UnpackSummary::default();
     for (i, planned) in plan.iter().enumerate() {
         let mut file = archive.by_index(i)?;
         write_entry(dest, planned, &mut file, &mut summary, limit)?;
     }
     Ok(summary)
-}
-
-/// Checks entry names and the links between entries, and keeps the running totals.
-struct Checker<'a> {
-    dest: &'a Path,
-    limit: u64,
-    entries: u64,
-    bytes: u64,
-    symlinks: HashSet<PathBuf>,
-}
-
-impl<'a> Checker<'a> {
-    fn new(dest: &'a Path, limit: u64) -> Self {
-        Self {
-            dest,
-            limit,
-            entries: 0,
-            bytes: 0,
-            symlinks: HashSet::new(),
-        }
-    }
-
-    /// An entry name as a relative path with only normal components.
-    fn path(&self, name: &[u8]) -> Result<PathBuf, UnpackError> {
-        let shown = String::from_utf8_lossy(name);
-        if name.contains(&0) || name.len() > MAX_PATH_LEN {
-            return Err(invalid(format!("entry {shown:?} has an invalid name")));
-        }
-        let raw = Path::new(std::ffi::OsStr::from_bytes(name));
-        let mut clean = PathBuf::new();
-        for component in raw.components() {
-            match component {
-                Component::Normal(part) if part.len() <= MAX_NAME_LEN => clean.push(part),
-                Component::Normal(_) => {
-                    return Err(invalid(format!(
-                        "entry {shown:?} has a name that is too long"
-                    )));
-                }
-                Component::CurDir => {}
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(invalid(format!("entry {shown:?} has an absolute path")));
-                }
-                Component::ParentDir => {
-                    return Err(invalid(format!("entry {shown:?} contains \"..\"")));
-                }
-            }
-        }
-        if clean.as_os_str().is_empty() {
-            return Err(invalid(format!("entry {shown:?} has an empty name")));
-        }
-        Ok(clean)
-    }
-
-    fn check(&mut self, planned: &Planned) -> Result<(), UnpackError> {
-        self.entries += 1;
-        if self.entries > MAX_ENTRIES {
-            return Err(invalid(format!(
-                "the archive has more than {MAX_ENTRIES} entries"
-            )));
-        }
-        let path = match planned {
-            Planned::Skip => return Ok(()),
-            Planned::Dir(path, _) => path,
-            Planned::File(path, _, size) => {
-                self.bytes = self.bytes.saturating_add(*size);
-                if self.bytes > self.limit {
-                    return Err(UnpackError {
-                        kind: FileErrorKind::TooLarge,
-                        message: format!("the archive unpacks to more than {} bytes", self.limit),
-                    });
-                }
-                path
-            }
-            Planned::Symlink(path, target) => {
-                if !stays_inside(path, target) {
-                    return Err(invalid(format!(
-                        "symlink {} points outside the destination ({})",
-                        path.display(),
-                        target.display()
-                    )));
-                }
-                path
-            }
-            Planned::HardLink(path, target) => {
-                self.no_symlink_on_the_way(target, true)?;
-                path
-            }
-        };
-        self.no_symlink_on_the_way(path, false)?;
-        if let Planned::Symlink(path, _) = planned {
-            self.symlinks.insert(path.clone());
-        }
-        Ok(())
-    }
-
-    /// Refuses a path whose parents (and the path itself when `including_self`) are symlinks,
-    /// either made by an earlier entry or already in the destination.
-    fn no_symlink_on_the_way(&self, path: &Path, including_self: bool) -> Result<(), UnpackError> {
-        let mut prefix = PathBuf::new();
-        let components: Vec<_> = path.components().collect();
-        let last = components.len();
-        for (i, component) in components.into_iter().enumerate() {
-            prefix.push(component);
-            if i + 1 == last && !including_self {
-                break;
-            }
-            let on_disk = self
-                .dest
-                .join(&prefix)
-                .symlink_metadata()
-                .is_ok_and(|m| m.file_type().is_symlink());
-            if on_disk || self.symlinks.contains(&prefix) {
-                return Err(invalid(format!(
-                    "entry {} passes through the symlink {}",
-                    path.display(),
-                    prefix.display()
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Whether a relative symlink target, followed from the link's own folder, stays inside the
-/// destination (absolute targets never do).
-fn stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() || target.as_os_str().is_empty() {
-        return false;
-    }
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for component in target.components() {
-        match component {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
 }
 
 /// Writes one checked entry below `dest`, never following a symlink on the way.
@@ -476,10 +203,7 @@ fn write_entry(
             if written > room {
                 drop(file);
                 let _ = std::fs::remove_file(&target);
-                return Err(UnpackError {
-                    kind: FileErrorKind::TooLarge,
-                    message: format!("the archive unpacks to more than {limit} bytes"),
-                });
+                return Err(too_large(limit));
             }
             summary.bytes += written;
             summary.files += 1;
@@ -696,15 +420,6 @@ mod tests {
             assert_eq!(err.kind, FileErrorKind::Invalid, "{bad}");
             assert!(!dest.path().join("fine").exists());
         }
-    }
-
-    #[test]
-    fn symlink_targets_are_judged_from_the_link() {
-        assert!(stays_inside(Path::new("a/b/ln"), Path::new("../c")));
-        assert!(stays_inside(Path::new("ln"), Path::new("x/../y")));
-        assert!(!stays_inside(Path::new("ln"), Path::new("../y")));
-        assert!(!stays_inside(Path::new("a/ln"), Path::new("../../y")));
-        assert!(!stays_inside(Path::new("ln"), Path::new("/etc")));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use crate::runtime::FileErrorKind;
+use crate::runtime::files::zip_util::zip_time;
 use crate::runtime::files::{MAX_ARCHIVE_BYTES, is_within};
 
 use super::protocol::{CHUNK_BYTES, Chunk, Response, write_chunk, write_data, write_frame};
@@ -195,28 +196,6 @@ fn build_zip(dir: &Path, out: impl Write) -> zip::result::ZipResult<()> {
     let mut out = zip.finish()?.into_inner();
     out.flush()?;
     Ok(())
-}
-
-/// A unix time as a zip timestamp (UTC; zip cannot hold times before 1980 or after 2107).
-fn zip_time(unix_seconds: i64) -> zip::DateTime {
-    use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
-    Timestamp::from_second(unix_seconds)
-        .ok()
-        .map(|t| t.to_zoned(TimeZone::UTC))
-        .and_then(|z| {
-            let (Ok(year), Ok(month), Ok(day), Ok(hour), Ok(minute), Ok(second)) = (
-                u16::try_from(z.year()),
-                u8::try_from(z.month()),
-                u8::try_from(z.day()),
-                u8::try_from(z.hour()),
-                u8::try_from(z.minute()),
-                u8::try_from(z.second()),
-            ) else {
-                return None;
-            };
-            zip::DateTime::from_date_and_time(year, month, day, hour, minute, second).ok()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
