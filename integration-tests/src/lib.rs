@@ -390,6 +390,19 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// The next item of `stream` (a WebSocket, say) before `deadline`; `None` at the deadline, at the
+/// end of the stream, or on an error.
+pub async fn next_before<T, E>(
+    stream: &mut (impl futures::Stream<Item = Result<T, E>> + Unpin),
+    deadline: tokio::time::Instant,
+) -> Option<T> {
+    use futures::StreamExt;
+    tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .ok()??
+        .ok()
+}
+
 /// A reqwest client that sends `X-API-Key`.
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
