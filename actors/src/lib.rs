@@ -8,6 +8,7 @@ pub mod agent;
 pub mod audit;
 pub mod control;
 pub mod error;
+mod forward;
 pub mod governance;
 pub mod leader;
 pub mod metrics;

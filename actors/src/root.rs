@@ -23,6 +23,9 @@ use crate::{Error, Result};
 /// How often audit events past their retention are deleted, unless told otherwise.
 const DEFAULT_AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// How long the root waits before restarting a child that failed.
+const RESTART_DELAY: Duration = Duration::from_millis(200);
+
 /// The root of the actor tree.
 pub struct RootSupervisor;
 
@@ -145,35 +148,24 @@ impl Actor for RootSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, error) = &event
-            && cell.get_id() == state.sandboxes.get_id()
-        {
-            tracing::error!(%error, "sandbox supervisor failed; restarting it");
-            myself.send_after(Duration::from_millis(200), || {
-                RootMsg::RestartSandboxSupervisor
-            });
-        }
-        if let SupervisionEvent::ActorFailed(cell, error) = &event
-            && cell.get_id() == state.governance.get_id()
-        {
-            tracing::error!(%error, "governance engine failed; restarting it");
-            myself.send_after(Duration::from_millis(200), || RootMsg::RestartGovernance);
-        }
-        if let SupervisionEvent::ActorFailed(cell, error) = &event
-            && cell.get_id() == state.pool.get_id()
-        {
-            tracing::error!(%error, "warm pool failed; restarting it");
+        let SupervisionEvent::ActorFailed(cell, error) = &event else {
+            return Ok(());
+        };
+        let failed = cell.get_id();
+        let (child, restart) = if failed == state.sandboxes.get_id() {
+            ("sandbox supervisor", RootMsg::RestartSandboxSupervisor)
+        } else if failed == state.governance.get_id() {
+            ("governance engine", RootMsg::RestartGovernance)
+        } else if failed == state.pool.get_id() {
             let _ = state.pool_published.send(None);
-            myself.send_after(Duration::from_millis(200), || RootMsg::RestartWarmPool);
-        }
-        if let SupervisionEvent::ActorFailed(cell, error) = &event
-            && cell.get_id() == state.terminals.get_id()
-        {
-            tracing::error!(%error, "terminal supervisor failed; restarting it");
-            myself.send_after(Duration::from_millis(200), || {
-                RootMsg::RestartTerminalSupervisor
-            });
-        }
+            ("warm pool", RootMsg::RestartWarmPool)
+        } else if failed == state.terminals.get_id() {
+            ("terminal supervisor", RootMsg::RestartTerminalSupervisor)
+        } else {
+            return Ok(());
+        };
+        tracing::error!(%error, "{child} failed; restarting it");
+        myself.send_after(RESTART_DELAY, move || restart);
         Ok(())
     }
 }

@@ -2,99 +2,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use axum::http::StatusCode;
+use serde_json::json;
 
-use agenttier_actors::ActorSystem;
-use agenttier_actors::runtime::Runtime;
-use agenttier_actors::runtime::fake::FakeRuntime;
-use agenttier_actors::store::sqlite::SqliteStore;
-use agenttier_actors::store::{Store, TypedStore};
-
-use crate::auth::{Authenticator, api_keys};
-use crate::{AppState, GatewayConfig, app};
-
-struct Harness {
-    state: AppState,
-    _system: ActorSystem,
-    alice: String,
-    bob: String,
-    admin: String,
-}
-
-async fn harness() -> Harness {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    for template in agenttier_crds::defaults::default_cluster_templates() {
-        store.create_obj(&template).await.unwrap();
-    }
-    let (alice, record) = api_keys::mint("alice", "alice's key", false);
-    store.put_api_key(record).await.unwrap();
-    let (bob, record) = api_keys::mint("bob", "bob's key", false);
-    store.put_api_key(record).await.unwrap();
-    let (admin, record) = api_keys::mint("admin", "admin key", true);
-    store.put_api_key(record).await.unwrap();
-    let runtime: Arc<dyn Runtime> = Arc::new(FakeRuntime::default());
-    let system = ActorSystem::start(store.clone() as Arc<dyn Store>, runtime)
-        .await
-        .unwrap();
-    let state = AppState {
-        control: system.control.clone(),
-        auth: Arc::new(Authenticator::new(store as Arc<dyn Store>, false)),
-        config: Arc::new(GatewayConfig::default()),
-    };
-    Harness {
-        state,
-        _system: system,
-        alice,
-        bob,
-        admin,
-    }
-}
-
-async fn call(
-    h: &Harness,
-    key: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(path);
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
-    }
-    let body = body
-        .map(|b| Body::from(b.to_string()))
-        .unwrap_or_else(Body::empty);
-    let response = app(h.state.clone())
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    assert!(response.headers().contains_key("x-request-id"));
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (status, json)
-}
+use crate::auth::test_harness::{Cred, harness, request};
 
 #[tokio::test]
 async fn unauthenticated_requests_get_json_401s() {
     let h = harness().await;
-    let (status, body) = call(&h, None, "GET", "/api/v1/sandboxes", None).await;
+    let (status, body) = h
+        .send(Cred::Anonymous, "GET", "/api/v1/sandboxes", None)
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("missing_authorization"))
     );
-    let (status, body) = call(&h, Some("atk_wrong"), "GET", "/api/v1/user/me", None).await;
+    let (status, body) = h.call("atk_wrong", "GET", "/api/v1/user/me", None).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_api_key"))
@@ -104,40 +28,31 @@ async fn unauthenticated_requests_get_json_401s() {
 #[tokio::test]
 async fn owners_see_their_sandboxes_and_others_get_404() {
     let h = harness().await;
-    let create = json!({"name": "mine", "templateRef": {"name": "minimal-shell"}});
-    let (status, created) = call(
-        &h,
-        Some(&h.alice),
-        "POST",
-        "/api/v1/sandboxes",
-        Some(create),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let created = h.create(&h.alice, "mine").await;
     assert_eq!(created["status"], "Running");
     assert_eq!(created["createdBy"]["displayName"], "alice's key");
 
-    let (status, me) = call(&h, Some(&h.alice), "GET", "/api/v1/user/me", None).await;
+    let (status, me) = h.call(&h.alice, "GET", "/api/v1/user/me", None).await;
     assert_eq!(
         (status, me["groups"].clone(), me["isAdmin"].clone()),
         (StatusCode::OK, json!([]), json!(false))
     );
 
     let exec = json!({"command": "echo hi"});
-    let (status, out) = call(
-        &h,
-        Some(&h.alice),
-        "POST",
-        "/api/v1/sandboxes/mine/exec",
-        Some(exec.clone()),
-    )
-    .await;
+    let (status, out) = h
+        .call(
+            &h.alice,
+            "POST",
+            "/api/v1/sandboxes/mine/exec",
+            Some(exec.clone()),
+        )
+        .await;
     assert_eq!(
         (status, out["exitCode"].as_i64()),
         (StatusCode::OK, Some(0))
     );
 
-    let (_, listed) = call(&h, Some(&h.bob), "GET", "/api/v1/sandboxes", None).await;
+    let (_, listed) = h.call(&h.bob, "GET", "/api/v1/sandboxes", None).await;
     assert_eq!(
         listed["sandboxes"],
         json!([]),
@@ -151,11 +66,13 @@ async fn owners_see_their_sandboxes_and_others_get_404() {
         ("POST", "/api/v1/sandboxes/mine/clone", None),
         ("DELETE", "/api/v1/sandboxes/mine", None),
     ] {
-        let (status, body) = call(&h, Some(&h.bob), method, path, body).await;
+        let (status, body) = h.call(&h.bob, method, path, body).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
         assert_eq!(body["error"], "access denied to sandbox mine");
     }
-    let (status, _) = call(&h, Some(&h.alice), "GET", "/api/v1/sandboxes/mine", None).await;
+    let (status, _) = h
+        .call(&h.alice, "GET", "/api/v1/sandboxes/mine", None)
+        .await;
     assert_eq!(status, StatusCode::OK, "still there after bob's attempts");
 }
 
@@ -163,9 +80,13 @@ async fn owners_see_their_sandboxes_and_others_get_404() {
 async fn template_writes_are_admin_only() {
     let h = harness().await;
     let body = json!({"name": "custom", "spec": {"description": "x"}});
-    let (status, _) = call(&h, Some(&h.alice), "POST", "/api/v1/templates", Some(body)).await;
+    let (status, _) = h
+        .call(&h.alice, "POST", "/api/v1/templates", Some(body))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = call(&h, Some(&h.alice), "GET", "/api/v1/templates/nope", None).await;
+    let (status, body) = h
+        .call(&h.alice, "GET", "/api/v1/templates/nope", None)
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("template not found"))
@@ -176,11 +97,15 @@ async fn template_writes_are_admin_only() {
 async fn health_endpoints_need_no_auth() {
     let h = harness().await;
     for path in ["/healthz", "/readyz"] {
-        let response = app(h.state.clone())
-            .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let (status, _) = request(
+            h.router.clone(),
+            Cred::Anonymous,
+            "GET",
+            path,
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{path}");
     }
 }
 
@@ -189,29 +114,23 @@ async fn usage_costs_and_capacity_reflect_the_sandboxes() {
     let h = harness().await;
     for name in ["u1", "u2"] {
         let create = json!({"name": name, "templateRef": {"name": "general-coding"}});
-        let (status, _) = call(
-            &h,
-            Some(&h.alice),
-            "POST",
-            "/api/v1/sandboxes",
-            Some(create),
-        )
-        .await;
+        let (status, _) = h
+            .call(&h.alice, "POST", "/api/v1/sandboxes", Some(create))
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (status, _) = call(
-        &h,
-        Some(&h.alice),
-        "POST",
-        "/api/v1/sandboxes/u2/stop",
-        None,
-    )
-    .await;
+    let (status, _) = h
+        .call(&h.alice, "POST", "/api/v1/sandboxes/u2/stop", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, _) = call(&h, Some(&h.alice), "GET", "/api/v1/analytics/usage", None).await;
+    let (status, _) = h
+        .call(&h.alice, "GET", "/api/v1/analytics/usage", None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "analytics are admin-only");
-    let (status, usage) = call(&h, Some(&h.admin), "GET", "/api/v1/analytics/usage", None).await;
+    let (status, usage) = h
+        .call(&h.admin, "GET", "/api/v1/analytics/usage", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(usage["total_sandboxes"], 2);
     assert_eq!(
@@ -220,14 +139,14 @@ async fn usage_costs_and_capacity_reflect_the_sandboxes() {
     );
     assert_eq!(usage["template_breakdown"], json!({"general-coding": 2}));
 
-    let (_, costs) = call(
-        &h,
-        Some(&h.admin),
-        "GET",
-        "/api/v1/analytics/costs?cpuCoreHour=1&memoryGibHour=0&storageGibMonth=0",
-        None,
-    )
-    .await;
+    let (_, costs) = h
+        .call(
+            &h.admin,
+            "GET",
+            "/api/v1/analytics/costs?cpuCoreHour=1&memoryGibHour=0&storageGibMonth=0",
+            None,
+        )
+        .await;
     assert_eq!(
         (
             costs["running_sandboxes"].clone(),
@@ -241,17 +160,17 @@ async fn usage_costs_and_capacity_reflect_the_sandboxes() {
         "the running sandbox's CPU is priced: {costs}"
     );
     assert_eq!(costs["per_template"][0]["template"], "general-coding");
-    let (status, _) = call(
-        &h,
-        Some(&h.admin),
-        "GET",
-        "/api/v1/analytics/costs?cpuCoreHour=cheap",
-        None,
-    )
-    .await;
+    let (status, _) = h
+        .call(
+            &h.admin,
+            "GET",
+            "/api/v1/analytics/costs?cpuCoreHour=cheap",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let (_, nodes) = call(&h, Some(&h.admin), "GET", "/api/v1/cluster/nodes", None).await;
+    let (_, nodes) = h.call(&h.admin, "GET", "/api/v1/cluster/nodes", None).await;
     let summary = &nodes["summary"];
     assert_eq!(summary["total"], 1);
     assert!(summary["allocatable"]["cpuMillis"].as_u64().unwrap() >= 1000);
@@ -261,6 +180,8 @@ async fn usage_costs_and_capacity_reflect_the_sandboxes() {
         "requests follow the running sandbox"
     );
     assert!(summary["cpuSaturationPct"].as_f64().unwrap() > 0.0);
-    let (_, cluster) = call(&h, Some(&h.alice), "GET", "/api/v1/cluster/status", None).await;
+    let (_, cluster) = h
+        .call(&h.alice, "GET", "/api/v1/cluster/status", None)
+        .await;
     assert_eq!(cluster["sandboxPods"], 1);
 }

@@ -188,6 +188,44 @@ impl Server {
         status_json(self.http.get(self.api(path)).send().await.unwrap()).await
     }
 
+    /// PUT a JSON body, returning status and JSON.
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .put(self.api(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        status_json(response).await
+    }
+
+    /// POST a raw body (no JSON content type), as agent mode's `/configure` and `/invoke` take
+    /// it, returning the response unread (their answers are SSE streams).
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(self.api(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// [`Self::post_bytes`] and the whole answer as text: an SSE stream read to its end.
+    pub async fn post_sse(&self, path: &str, body: Vec<u8>) -> String {
+        self.post_bytes(path, body).await.text().await.unwrap()
+    }
+
+    /// The Prometheus text exposition at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// DELETE, returning the status.
     pub async fn delete(&self, path: &str) -> u16 {
         self.http
@@ -215,8 +253,20 @@ impl Server {
         )
     }
 
-    /// Creates a sandbox from a template and asserts it is Running.
-    pub async fn create_running(&self, name: &str, template: &str) -> Value {
+    /// Creates a cluster template `name` with `spec` and asserts it was created.
+    pub async fn create_template(&self, name: &str, spec: Value) {
+        let (status, body) = self
+            .post(
+                "/templates",
+                serde_json::json!({"name": name, "spec": spec}),
+            )
+            .await;
+        assert_eq!(status, 201, "template {name}: {body}");
+    }
+
+    /// Creates a sandbox from a template and asserts it was created (it may still be starting),
+    /// returning it.
+    pub async fn create(&self, name: &str, template: &str) -> Value {
         let (status, body) = self
             .post(
                 "/sandboxes",
@@ -224,25 +274,133 @@ impl Server {
             )
             .await;
         assert_eq!(status, 201, "create {name}: {body}");
+        body
+    }
+
+    /// Creates a sandbox from a template and asserts it is Running.
+    pub async fn create_running(&self, name: &str, template: &str) -> Value {
+        self.create(name, template).await;
         self.wait_phase(name, "Running").await
     }
 
     /// Polls GET until the sandbox reaches `phase` (10 s), returning it.
     pub async fn wait_phase(&self, id: &str, phase: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        self.wait_phase_within(id, phase, Duration::from_secs(10))
+            .await
+    }
+
+    /// [`Self::wait_phase`] for up to `limit`.
+    pub async fn wait_phase_within(&self, id: &str, phase: &str, limit: Duration) -> Value {
+        let what = format!("sandbox {id} never reached {phase}");
+        self.poll(&what, limit, Duration::from_millis(20), async || {
             let (status, body) = self.get(&format!("/sandboxes/{id}")).await;
             if status == 200 && body["status"] == phase {
-                return body;
+                Ok(body)
+            } else {
+                Err(format!("{status} {body}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "sandbox {id} never reached {phase}: {status} {body}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+        .await
+    }
+
+    /// The sandbox's audit events as (reason, message), oldest first (the last 1000).
+    pub async fn events(&self, sandbox: &str) -> Vec<(String, String)> {
+        let (status, body) = self
+            .get(&format!("/audit/events?sandbox={sandbox}&limit=1000"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|e| {
+                (
+                    e["eventType"].as_str().unwrap().to_string(),
+                    e["details"]["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The reasons of the sandbox's audit events, oldest first.
+    pub async fn reasons(&self, sandbox: &str) -> Vec<String> {
+        self.events(sandbox)
+            .await
+            .into_iter()
+            .map(|(reason, _)| reason)
+            .collect()
+    }
+
+    /// Waits (15 s) until the sandbox has an event with `reason` whose message contains `text`
+    /// (any message when `text` is empty).
+    pub async fn wait_event(&self, sandbox: &str, reason: &str, text: &str) {
+        let what = format!("no {reason} event with {text:?}");
+        self.poll(
+            &what,
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            async || {
+                let events = self.events(sandbox).await;
+                if events.iter().any(|(r, m)| r == reason && m.contains(text)) {
+                    Ok(())
+                } else {
+                    Err(format!("{events:?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Calls `attempt` every `every` until it returns `Ok`, for up to `limit`; then fails the
+    /// test with `what`, the last `Err` (what was seen instead) and the server's log.
+    pub async fn poll<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        limit: Duration,
+        every: Duration,
+        mut attempt: impl AsyncFnMut() -> Result<T, E>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            match attempt().await {
+                Ok(done) => return done,
+                Err(seen) => assert!(
+                    Instant::now() < deadline,
+                    "{what} within {limit:?}: {seen}\n{}",
+                    self.log()
+                ),
+            }
+            tokio::time::sleep(every).await;
         }
     }
+}
+
+/// The Python with the published `agenttier==0.8.1` SDK: `$AGENTTIER_TEST_PYTHON`, else
+/// `.venv-tests/bin/python` (which `scripts/setup-python.sh` creates).
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("AGENTTIER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/python"));
+    assert!(
+        path.exists(),
+        "no Python with the agenttier==0.8.1 SDK at {}: run scripts/test.sh (or scripts/setup-python.sh)",
+        path.display()
+    );
+    path
+}
+
+/// The next item of `stream` (a WebSocket, say) before `deadline`; `None` at the deadline, at the
+/// end of the stream, or on an error.
+pub async fn next_before<T, E>(
+    stream: &mut (impl futures::Stream<Item = Result<T, E>> + Unpin),
+    deadline: tokio::time::Instant,
+) -> Option<T> {
+    use futures::StreamExt;
+    tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .ok()??
+        .ok()
 }
 
 /// A reqwest client that sends `X-API-Key`.

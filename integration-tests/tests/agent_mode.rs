@@ -4,18 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agenttier_integration_tests::Server;
+use agenttier_integration_tests::{Server, status_json};
 use serde_json::{Value, json};
 
 async fn post_raw(server: &Server, path: &str, body: Vec<u8>) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(server.api(path))
-        .header("x-api-key", &server.admin_key)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    agenttier_integration_tests::status_json(response).await
+    status_json(server.post_bytes(path, body).await).await
 }
 
 #[tokio::test]

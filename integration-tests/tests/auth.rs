@@ -8,24 +8,12 @@
 #[path = "support/oidc.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
-use agenttier_integration_tests::{Server, client_with_key, status_json};
+use agenttier_integration_tests::{Server, client_with_key, python, status_json};
 use support::{Issuer, OidcServer, SigningKey};
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("AGENTTIER_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python with the agenttier==0.8.1 SDK at {}: run scripts/test.sh (or scripts/setup-python.sh)",
-        path.display()
-    );
-    path
-}
 
 async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     status_json(request.send().await.unwrap()).await

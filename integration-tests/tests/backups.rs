@@ -9,17 +9,6 @@ use agenttier_actors::store::sqlite::SqliteStore;
 use agenttier_integration_tests::{Server, client_with_key, status_json};
 use serde_json::json;
 
-async fn put(server: &Server, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let response = server
-        .http
-        .put(server.api(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_json(response).await
-}
-
 #[tokio::test]
 async fn backups_are_taken_listed_restored_and_deleted() {
     let server = Server::start();
@@ -65,12 +54,12 @@ async fn backups_are_taken_listed_restored_and_deleted() {
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
 
     // Restore passes governance like a create.
-    let (status, body) = put(
-        &server,
-        "/governance/policies",
-        json!({"allowedTemplates": ["general-coding"]}),
-    )
-    .await;
+    let (status, body) = server
+        .put(
+            "/governance/policies",
+            json!({"allowedTemplates": ["general-coding"]}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, denied) = server
         .post(
@@ -81,7 +70,7 @@ async fn backups_are_taken_listed_restored_and_deleted() {
     assert_eq!(status, 403, "{denied}");
     assert_eq!(denied["error"], "policy_violation");
     assert_eq!(denied["violations"][0]["code"], "template_not_allowed");
-    let (status, _) = put(&server, "/governance/policies", json!({})).await;
+    let (status, _) = server.put("/governance/policies", json!({})).await;
     assert_eq!(status, 200);
 
     // Client mistakes.

@@ -6,30 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agenttier_integration_tests::Server;
 use serde_json::{Value, json};
-
-/// The sandbox's events (reason, message), oldest first.
-async fn events(server: &Server, sandbox: &str) -> Vec<(String, String)> {
-    let (status, body) = server
-        .get(&format!("/audit/events?sandbox={sandbox}&limit=1000"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| {
-            (
-                e["eventType"].as_str().unwrap().to_string(),
-                e["details"]["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
 
 fn condition<'a>(sandbox: &'a Value, kind: &str) -> Option<&'a Value> {
     sandbox["conditions"]
@@ -38,101 +18,74 @@ fn condition<'a>(sandbox: &'a Value, kind: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == kind)
 }
 
-async fn create_template(server: &Server, name: &str, spec: Value) {
-    let (status, body) = server
-        .post("/templates", json!({"name": name, "spec": spec}))
-        .await;
-    assert_eq!(status, 201, "template {name}: {body}");
-}
-
 async fn cat(server: &Server, sandbox: &str, path: &str) -> String {
     let (stdout, stderr, code) = server.exec(sandbox, &format!("cat {path}")).await;
     assert_eq!(code, 0, "cat {path}: {stderr}");
     stdout
 }
 
-/// Waits until an event with `reason` whose message contains `text` was recorded.
-async fn wait_event(server: &Server, sandbox: &str, reason: &str, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = events(server, sandbox)
-            .await
-            .iter()
-            .any(|(r, m)| r == reason && m.contains(text));
-        if found {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {reason} event with {text:?}: {:?}",
-            events(server, sandbox).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_three_level_chain_sets_up_everything_and_hooks_run_at_each_transition() {
     let server = Server::start();
-    create_template(
-        &server,
-        "agent-base",
-        json!({
-            "files": [
-                {"path": "/workspace/base.txt", "content": "from base"},
-                {"path": "/workspace/shared.txt", "content": "from base"}
-            ],
-            "initScripts": ["echo base >> /workspace/init.log"],
-            "harness": {
-                "shell": "/bin/sh",
-                "systemPrompt": {"content": "base prompt"},
-                "skills": [{"name": "search", "content": {"content": "search from base"}}],
-                "tools": [{
-                    "name": "marker",
-                    "version": "1.0",
-                    "installCommand": "echo installed > /workspace/.marker",
-                    "verifyCommand": "test -f /workspace/.marker"
-                }],
-                "hooks": {"onStart": "echo started >> /workspace/hooks.log; echo start-output"},
-                "constraints": {"maxCommandTimeout": "2s"}
-            }
-        }),
-    )
-    .await;
-    create_template(
-        &server,
-        "agent-middle",
-        json!({
-            "inheritsFrom": {"name": "agent-base", "kind": "ClusterSandboxTemplate"},
-            "files": [{"path": "/workspace/shared.txt", "content": "from middle"}],
-            "initScripts": ["echo middle >> /workspace/init.log"],
-            "harness": {
-                "skills": [{"name": "git", "content": {"content": "git from middle"}}],
-                "hooks": {
-                    "onStop": "echo stopping >> /workspace/hooks.log",
-                    "onResume": "echo resumed >> /workspace/hooks.log"
+    server
+        .create_template(
+            "agent-base",
+            json!({
+                "files": [
+                    {"path": "/workspace/base.txt", "content": "from base"},
+                    {"path": "/workspace/shared.txt", "content": "from base"}
+                ],
+                "initScripts": ["echo base >> /workspace/init.log"],
+                "harness": {
+                    "shell": "/bin/sh",
+                    "systemPrompt": {"content": "base prompt"},
+                    "skills": [{"name": "search", "content": {"content": "search from base"}}],
+                    "tools": [{
+                        "name": "marker",
+                        "version": "1.0",
+                        "installCommand": "echo installed > /workspace/.marker",
+                        "verifyCommand": "test -f /workspace/.marker"
+                    }],
+                    "hooks": {"onStart": "echo started >> /workspace/hooks.log; echo start-output"},
+                    "constraints": {"maxCommandTimeout": "2s"}
                 }
-            }
-        }),
-    )
-    .await;
-    create_template(
-        &server,
-        "agent-leaf",
-        json!({
-            "inheritsFrom": {"name": "agent-middle", "kind": "ClusterSandboxTemplate"},
-            "initScripts": ["echo leaf >> /workspace/init.log"],
-            "harness": {
-                "systemPrompt": {"content": "leaf prompt"},
-                "skills": [{"name": "search", "content": {"content": "search from leaf"}}],
-                "constraints": {
-                    "restrictedPaths": ["/workspace/secret", "/etc/hostname"],
-                    "maxFileSize": "1Ki"
+            }),
+        )
+        .await;
+    server
+        .create_template(
+            "agent-middle",
+            json!({
+                "inheritsFrom": {"name": "agent-base", "kind": "ClusterSandboxTemplate"},
+                "files": [{"path": "/workspace/shared.txt", "content": "from middle"}],
+                "initScripts": ["echo middle >> /workspace/init.log"],
+                "harness": {
+                    "skills": [{"name": "git", "content": {"content": "git from middle"}}],
+                    "hooks": {
+                        "onStop": "echo stopping >> /workspace/hooks.log",
+                        "onResume": "echo resumed >> /workspace/hooks.log"
+                    }
                 }
-            }
-        }),
-    )
-    .await;
+            }),
+        )
+        .await;
+    server
+        .create_template(
+            "agent-leaf",
+            json!({
+                "inheritsFrom": {"name": "agent-middle", "kind": "ClusterSandboxTemplate"},
+                "initScripts": ["echo leaf >> /workspace/init.log"],
+                "harness": {
+                    "systemPrompt": {"content": "leaf prompt"},
+                    "skills": [{"name": "search", "content": {"content": "search from leaf"}}],
+                    "constraints": {
+                        "restrictedPaths": ["/workspace/secret", "/etc/hostname"],
+                        "maxFileSize": "1Ki"
+                    }
+                }
+            }),
+        )
+        .await;
 
     let sandbox = server.create_running("chain", "agent-leaf").await;
     // Embedded files: merged by path, the middle's version of shared.txt.
@@ -176,13 +129,13 @@ async fn a_three_level_chain_sets_up_everything_and_hooks_run_at_each_transition
         cat(&server, "chain", "/workspace/hooks.log").await,
         "started\n"
     );
-    wait_event(
-        &server,
-        "chain",
-        "HookSucceeded",
-        "onStart hook succeeded: start-output",
-    )
-    .await;
+    server
+        .wait_event(
+            "chain",
+            "HookSucceeded",
+            "onStart hook succeeded: start-output",
+        )
+        .await;
     let (_, body) = server.get("/sandboxes/chain").await;
     assert_eq!(
         condition(&body, "OnStartHookSucceeded").unwrap()["status"],
@@ -242,14 +195,16 @@ async fn a_three_level_chain_sets_up_everything_and_hooks_run_at_each_transition
         "base\nmiddle\nleaf\nbase\nmiddle\nleaf\n",
         "init scripts run before every start"
     );
-    wait_event(&server, "chain", "HookSucceeded", "onResume hook succeeded").await;
+    server
+        .wait_event("chain", "HookSucceeded", "onResume hook succeeded")
+        .await;
 }
 
 #[tokio::test]
 async fn a_failing_init_script_is_an_error_with_its_output() {
     let server = Server::start();
-    create_template(
-        &server,
+    server
+        .create_template(
         "broken-init",
         json!({"initScripts": ["echo preparing", "echo no such tool >&2; exit 3", "echo never"]}),
     )
@@ -276,20 +231,20 @@ async fn a_failing_init_script_is_an_error_with_its_output() {
 #[tokio::test]
 async fn a_failing_on_start_hook_is_a_condition_not_a_silent_success() {
     let server = Server::start();
-    create_template(
-        &server,
-        "bad-hook",
-        json!({"harness": {"hooks": {"onStart": "echo hook broke >&2; exit 2"}}}),
-    )
-    .await;
+    server
+        .create_template(
+            "bad-hook",
+            json!({"harness": {"hooks": {"onStart": "echo hook broke >&2; exit 2"}}}),
+        )
+        .await;
     server.create_running("hooked", "bad-hook").await;
-    wait_event(
-        &server,
-        "hooked",
-        "HookFailed",
-        "onStart hook failed (exit 2): hook broke",
-    )
-    .await;
+    server
+        .wait_event(
+            "hooked",
+            "HookFailed",
+            "onStart hook failed (exit 2): hook broke",
+        )
+        .await;
     let (_, sandbox) = server.get("/sandboxes/hooked").await;
     let hook = condition(&sandbox, "OnStartHookSucceeded").unwrap();
     assert_eq!(
@@ -335,15 +290,15 @@ async fn an_idle_stop_runs_on_idle_then_on_stop() {
         args: ["--stop-grace", "200ms"].map(String::from).to_vec(),
         ..Default::default()
     });
-    create_template(
-        &server,
-        "idle-hooks",
-        json!({"harness": {"hooks": {
-            "onIdle": "echo idle >> /workspace/hooks.log; echo idle-output",
-            "onStop": "echo stop >> /workspace/hooks.log"
-        }}}),
-    )
-    .await;
+    server
+        .create_template(
+            "idle-hooks",
+            json!({"harness": {"hooks": {
+                "onIdle": "echo idle >> /workspace/hooks.log; echo idle-output",
+                "onStop": "echo stop >> /workspace/hooks.log"
+            }}}),
+        )
+        .await;
     let (status, body) = server
         .post(
             "/sandboxes",
@@ -352,23 +307,19 @@ async fn an_idle_stop_runs_on_idle_then_on_stop() {
         .await;
     assert_eq!(status, 201, "{body}");
     server.wait_phase("idler", "Running").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = server.get("/sandboxes/idler").await;
-        if body["status"] == "Stopped" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never stopped idle: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    wait_event(
-        &server,
-        "idler",
-        "HookSucceeded",
-        "onIdle hook succeeded: idle-output",
-    )
-    .await;
-    wait_event(&server, "idler", "HookSucceeded", "onStop hook succeeded").await;
+    server
+        .wait_phase_within("idler", "Stopped", Duration::from_secs(20))
+        .await;
+    server
+        .wait_event(
+            "idler",
+            "HookSucceeded",
+            "onIdle hook succeeded: idle-output",
+        )
+        .await;
+    server
+        .wait_event("idler", "HookSucceeded", "onStop hook succeeded")
+        .await;
     let (status, _) = server.post("/sandboxes/idler/resume", json!({})).await;
     assert_eq!(status, 200);
     server.wait_phase("idler", "Running").await;

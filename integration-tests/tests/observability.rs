@@ -176,12 +176,7 @@ async fn metrics_parse_and_reflect_a_workload() {
     assert_eq!(status, 200);
     let _ = server.get("/sandboxes/nope").await;
 
-    let text = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .expect("valid Prometheus text exposition");
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
@@ -254,30 +249,17 @@ async fn agent_mode_has_spans_and_metrics() {
         ..Default::default()
     });
     server.create_running("agent", "langgraph-agent").await;
-    let http = reqwest::Client::new();
-    let sse = |path: &str, body: Vec<u8>| {
-        http.post(server.api(path))
-            .header("x-api-key", &server.admin_key)
-            .body(body)
-            .send()
-    };
     let configure = json!({"entrypoint": ["sh", "-c", "cat; echo"], "installCommand": ["true"]});
-    let text = sse(
-        "/sandboxes/agent/configure",
-        configure.to_string().into_bytes(),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let text = server
+        .post_sse(
+            "/sandboxes/agent/configure",
+            configure.to_string().into_bytes(),
+        )
+        .await;
     assert!(text.contains("event: result"), "{text}");
-    let text = sse("/sandboxes/agent/invoke", b"ping".to_vec())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server
+        .post_sse("/sandboxes/agent/invoke", b"ping".to_vec())
+        .await;
     assert!(text.contains("\"reason\":\"completed\""), "{text}");
 
     let mut found = None;
@@ -327,12 +309,7 @@ async fn agent_mode_has_spans_and_metrics() {
         Some("completed")
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for sample in [
         r#"agenttier_invoke_requests_total{template="langgraph-agent",outcome="completed"} 1"#,
         "agenttier_invoke_duration_seconds_count 1",

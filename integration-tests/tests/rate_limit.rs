@@ -74,12 +74,7 @@ async fn the_31st_rapid_request_from_one_address_gets_429_with_retry_after() {
         .await
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
-    let text = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let refusals: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("agenttier_rate_limited_total{scope=\"ip\"} "))

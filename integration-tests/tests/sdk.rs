@@ -3,21 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use agenttier_integration_tests::Server;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("AGENTTIER_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-tests/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python with the agenttier==0.8.1 SDK at {}: run scripts/test.sh (or scripts/setup-python.sh)",
-        path.display()
-    );
-    path
-}
+use agenttier_integration_tests::{Server, python};
 
 /// Runs `python/<script>` against `server` and checks it printed `ok_line`.
 fn run_sdk_script(server: &Server, script: &str, ok_line: &str) {
@@ -61,13 +49,8 @@ async fn langgraph_example_runs() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/langgraph-agent");
     let yaml = std::fs::read_to_string(example.join("template.yaml")).unwrap();
     let template: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
-    let (status, body) = server
-        .post(
-            "/templates",
-            serde_json::json!({"name": template["metadata"]["name"], "spec": template["spec"]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    let name = template["metadata"]["name"].as_str().unwrap();
+    server.create_template(name, template["spec"].clone()).await;
     let output = std::process::Command::new(python())
         .arg(example.join("run.py"))
         .env("AGENTTIER_API_URL", &server.url)

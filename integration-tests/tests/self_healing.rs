@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agenttier_integration_tests::{Server, ServerOptions};
 use serde_json::{Value, json};
@@ -25,41 +25,20 @@ fn scaled() -> ServerOptions {
     }
 }
 
-/// The sandbox's events (reason, message), oldest first.
-async fn events(server: &Server, sandbox: &str) -> Vec<(String, String)> {
-    let (status, body) = server
-        .get(&format!("/audit/events?sandbox={sandbox}&limit=1000"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| {
-            (
-                e["eventType"].as_str().unwrap().to_string(),
-                e["details"]["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// Polls until the sandbox is Running under a pod other than `old`.
 async fn wait_restarted(server: &Server, id: &str, old: &Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = server.get(&format!("/sandboxes/{id}")).await;
-        if body["status"] == "Running" && body["podName"] != *old {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} did not come back: {body}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{id} did not come back");
+    let every = Duration::from_millis(50);
+    server
+        .poll(&what, Duration::from_secs(20), every, async || {
+            let (_, body) = server.get(&format!("/sandboxes/{id}")).await;
+            if body["status"] == "Running" && body["podName"] != *old {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        })
+        .await
 }
 
 #[tokio::test]
@@ -91,7 +70,7 @@ async fn killed_processes_come_back_on_the_same_workspace_with_backoff() {
     assert_eq!(third["pvcName"], first["pvcName"]);
     assert_eq!(server.exec("heal", "cat /workspace/f").await.0, "kept\n");
 
-    let events = events(&server, "heal").await;
+    let events = server.events("heal").await;
     let healing: Vec<&(String, String)> = events
         .iter()
         .filter(|(r, _)| r == "AutoRestarted" || r == "Restarting" || r == "Running")
@@ -131,20 +110,13 @@ async fn killed_processes_come_back_on_the_same_workspace_with_backoff() {
 #[tokio::test]
 async fn a_template_whose_rootfs_is_missing_fails_for_good() {
     let server = Server::start_with(scaled());
-    let (status, body) = server
-        .post(
-            "/templates",
-            json!({"name": "broken-rootfs", "spec": {"image": {"repository": "/nonexistent/rootfs"}}}),
+    server
+        .create_template(
+            "broken-rootfs",
+            json!({"image": {"repository": "/nonexistent/rootfs"}}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .post(
-            "/sandboxes",
-            json!({"name": "doomed", "templateRef": {"name": "broken-rootfs"}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.create("doomed", "broken-rootfs").await;
     let failed = server.wait_phase("doomed", "Error").await;
     let message = failed["message"].as_str().unwrap();
     assert!(
@@ -155,12 +127,10 @@ async fn a_template_whose_rootfs_is_missing_fails_for_good() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, still) = server.get("/sandboxes/doomed").await;
     assert_eq!(still["status"], "Error");
-    let reasons: Vec<String> = events(&server, "doomed")
-        .await
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
-    assert_eq!(reasons, ["Created", "Creating", "InvalidConfig"]);
+    assert_eq!(
+        server.reasons("doomed").await,
+        ["Created", "Creating", "InvalidConfig"]
+    );
 }
 
 #[tokio::test]
@@ -181,34 +151,32 @@ async fn a_sandbox_that_keeps_failing_stops_after_five_attempts() {
     let rootfs = server.data_dir().with_file_name("empty-rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
     std::fs::set_permissions(&rootfs, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (status, body) = server
-        .post(
-            "/templates",
-            json!({"name": "empty-rootfs", "spec": {"image": {"repository": rootfs}}}),
+    server
+        .create_template("empty-rootfs", json!({"image": {"repository": rootfs}}))
+        .await;
+    server.create("flaky", "empty-rootfs").await;
+    let limit = Duration::from_secs(30);
+    let every = Duration::from_millis(100);
+    let body = server
+        .poll(
+            "the restart limit was never reached",
+            limit,
+            every,
+            async || {
+                let (_, body) = server.get("/sandboxes/flaky").await;
+                if body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Restart limit exceeded (5 attempts)"))
+                {
+                    Ok(body)
+                } else {
+                    Err(body)
+                }
+            },
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .post(
-            "/sandboxes",
-            json!({"name": "flaky", "templateRef": {"name": "empty-rootfs"}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let (_, body) = server.get("/sandboxes/flaky").await;
-        if body["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Restart limit exceeded (5 attempts)"))
-        {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "{body}\n{}", server.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
     assert_eq!(body["status"], "Error");
-    let events = events(&server, "flaky").await;
+    let events = server.events("flaky").await;
     let count = |reason: &str| events.iter().filter(|(r, _)| r == reason).count();
     assert_eq!(
         (
@@ -236,12 +204,8 @@ async fn a_sandbox_that_keeps_failing_stops_after_five_attempts() {
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
-        events_len(&server).await,
+        server.events("flaky").await.len(),
         events.len(),
         "no further attempts"
     );
-}
-
-async fn events_len(server: &Server) -> usize {
-    events(server, "flaky").await.len()
 }

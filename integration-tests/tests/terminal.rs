@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use agenttier_integration_tests::{Server, ServerOptions};
+use agenttier_integration_tests::{Server, ServerOptions, next_before};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -73,10 +73,7 @@ impl Term {
     async fn frame(&mut self, within: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .ok()??
-                .ok()?;
+            let message = next_before(&mut self.socket, deadline).await?;
             match message {
                 Message::Text(text) => {
                     let value: Value = serde_json::from_str(&text).unwrap();

@@ -25,20 +25,6 @@ fn scaled(grace: &str) -> ServerOptions {
     }
 }
 
-async fn reasons(server: &Server, sandbox: &str) -> Vec<String> {
-    let (status, body) = server
-        .get(&format!("/audit/events?sandbox={sandbox}&limit=1000"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e["eventType"].as_str().unwrap().to_string())
-        .collect()
-}
-
 async fn create(server: &Server, name: &str, timeouts: serde_json::Value) {
     let mut body = json!({"name": name, "templateRef": {"name": "minimal-shell"}});
     for (k, v) in timeouts.as_object().unwrap() {
@@ -47,19 +33,6 @@ async fn create(server: &Server, name: &str, timeouts: serde_json::Value) {
     let (status, answer) = server.post("/sandboxes", body).await;
     assert_eq!(status, 201, "{answer}");
     server.wait_phase(name, "Running").await;
-}
-
-/// Polls until the sandbox is Stopped (within `limit`) and returns its JSON.
-async fn wait_stopped(server: &Server, name: &str, limit: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (_, body) = server.get(&format!("/sandboxes/{name}")).await;
-        if body["status"] == "Stopped" {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{name} never stopped: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn resume_and_read(server: &Server, name: &str) -> String {
@@ -77,11 +50,13 @@ async fn an_idle_sandbox_is_warned_stopped_and_keeps_its_workspace() {
     create(&server, "idle", json!({"idleTimeout": "2s"})).await;
     server.exec("idle", "echo kept > /workspace/f").await;
     let begun = Instant::now();
-    let stopped = wait_stopped(&server, "idle", Duration::from_secs(15)).await;
+    let stopped = server
+        .wait_phase_within("idle", "Stopped", Duration::from_secs(15))
+        .await;
     assert!(begun.elapsed() >= Duration::from_millis(1900));
     assert_eq!(stopped["message"], "Idle timeout exceeded");
     assert_eq!(stopped["podName"], "");
-    let reasons = reasons(&server, "idle").await;
+    let reasons = server.reasons("idle").await;
     let tail = &reasons[reasons.len() - 2..];
     assert_eq!(tail, ["StopPending", "IdleTimeout"], "{reasons:?}");
     assert_eq!(resume_and_read(&server, "idle").await, "kept\n");
@@ -93,28 +68,16 @@ async fn activity_in_the_grace_window_postpones_the_stop() {
     create(&server, "busy-late", json!({"idleTimeout": "3s"})).await;
     server.exec("busy-late", "echo kept > /workspace/f").await;
     // Wait for the warning, then act inside the grace window.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !reasons(&server, "busy-late")
-        .await
-        .contains(&"StopPending".to_string())
-    {
-        assert!(Instant::now() < deadline, "no warning");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_event("busy-late", "StopPending", "").await;
     server.exec("busy-late", "true").await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !reasons(&server, "busy-late")
-        .await
-        .contains(&"StopPostponed".to_string())
-    {
-        assert!(Instant::now() < deadline, "the stop was not postponed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_event("busy-late", "StopPostponed", "").await;
     let (_, body) = server.get("/sandboxes/busy-late").await;
     assert_eq!(body["status"], "Running", "postponed, not stopped");
     // Left alone it stops after a whole new idle period.
-    wait_stopped(&server, "busy-late", Duration::from_secs(15)).await;
-    let reasons = reasons(&server, "busy-late").await;
+    server
+        .wait_phase_within("busy-late", "Stopped", Duration::from_secs(15))
+        .await;
+    let reasons = server.reasons("busy-late").await;
     let stops: Vec<&String> = reasons
         .iter()
         .filter(|r| r.starts_with("Stop") || *r == "IdleTimeout")
@@ -139,7 +102,8 @@ async fn steady_exec_keeps_an_idle_sandbox_running() {
     assert_eq!(body["status"], "Running");
     assert!(body["lastActivityAt"].as_str().is_some());
     assert!(
-        !reasons(&server, "steady")
+        !server
+            .reasons("steady")
             .await
             .contains(&"StopPending".to_string())
     );
@@ -163,10 +127,12 @@ async fn max_runtime_stops_a_busy_sandbox() {
         assert!(Instant::now() < deadline, "max runtime never stopped it");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let stopped = wait_stopped(&server, "capped", Duration::from_secs(5)).await;
+    let stopped = server
+        .wait_phase_within("capped", "Stopped", Duration::from_secs(5))
+        .await;
     assert!(begun.elapsed() >= Duration::from_millis(2500));
     assert_eq!(stopped["message"], "Max runtime exceeded");
-    let reasons = reasons(&server, "capped").await;
+    let reasons = server.reasons("capped").await;
     assert_eq!(
         reasons.last().map(String::as_str),
         Some("MaxRuntimeReached")

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agenttier_actors::store::Store;
 use agenttier_actors::store::sqlite::SqliteStore;
@@ -22,39 +22,31 @@ fn scaled() -> ServerOptions {
 }
 
 async fn configure(server: &Server, body: Value) -> (u16, Value) {
-    let response = server
-        .http
-        .put(server.api("/warmpool/config"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_json(response).await
+    server.put("/warmpool/config", body).await
 }
 
 /// Polls `/warmpool/status` until the pool of `template` has `ready` ready sandboxes.
 async fn wait_ready(server: &Server, template: &str, ready: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = server.get("/warmpool/status").await;
-        assert_eq!(status, 200, "{body}");
-        let pool = body["pools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["template"] == template)
-            .cloned()
-            .unwrap_or(Value::Null);
-        if pool["readyCount"] == ready && pool["pendingCount"] == 0 {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool {template} never had {ready} ready: {body}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("pool {template} never had {ready} ready");
+    let (limit, every) = (Duration::from_secs(30), Duration::from_millis(50));
+    server
+        .poll(&what, limit, every, async || {
+            let (status, body) = server.get("/warmpool/status").await;
+            assert_eq!(status, 200, "{body}");
+            let pool = body["pools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["template"] == template)
+                .cloned()
+                .unwrap_or(Value::Null);
+            if pool["readyCount"] == ready && pool["pendingCount"] == 0 {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        })
+        .await
 }
 
 /// Runtime ids of pooled (or once pooled) sandboxes on disk.
@@ -78,13 +70,12 @@ fn is_pooled(sandbox: &Value) -> bool {
 #[tokio::test]
 async fn a_create_claims_a_warm_sandbox_with_its_own_env_and_timeouts() {
     let mut server = Server::start_with(scaled());
-    let (status, body) = server
-        .post(
-            "/templates",
-            json!({"name": "envy", "spec": {"env": [{"name": "GREETING", "value": "hello"}]}}),
+    server
+        .create_template(
+            "envy",
+            json!({"env": [{"name": "GREETING", "value": "hello"}]}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
     let (status, body) = configure(
         &server,
         json!({"pools": [{"template": "envy", "desiredCount": 2}]}),
@@ -141,16 +132,10 @@ async fn a_create_claims_a_warm_sandbox_with_its_own_env_and_timeouts() {
     assert_eq!(pool_dirs(&server).len(), 3, "two ready and the claimed one");
 
     // The claimed sandbox's own idle timeout applies; resume keeps its workspace (no claim).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, body) = server.get("/sandboxes/warm-a").await;
-        if body["status"] == "Stopped" {
-            assert_eq!(body["message"], "Idle timeout exceeded");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never stopped: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stopped = server
+        .wait_phase_within("warm-a", "Stopped", Duration::from_secs(15))
+        .await;
+    assert_eq!(stopped["message"], "Idle timeout exceeded");
     let (status, _) = server.post("/sandboxes/warm-a/resume", json!({})).await;
     assert_eq!(status, 200);
     let resumed = server.wait_phase("warm-a", "Running").await;
@@ -170,35 +155,25 @@ async fn a_create_claims_a_warm_sandbox_with_its_own_env_and_timeouts() {
     let server = Server::start_on_with(&data, Some(key), scaled());
     wait_ready(&server, "envy", 2).await;
     assert_eq!(pool_dirs(&server), ready_before);
-    let (status, second) = server
-        .post(
-            "/sandboxes",
-            json!({"name": "warm-b", "templateRef": {"name": "envy"}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{second}");
+    let second = server.create("warm-b", "envy").await;
     assert!(is_pooled(&second));
     assert_eq!(server.exec("warm-b", "echo $GREETING").await.0, "hello\n");
 
     // Draining removes the ready ones and keeps the claimed ones.
     let (status, _) = configure(&server, json!({"template": "envy", "desiredCount": 0})).await;
     assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while pool_dirs(&server).len() != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "not drained: {:?}",
-            pool_dirs(&server)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (status, cold) = server
-        .post(
-            "/sandboxes",
-            json!({"name": "cold-c", "templateRef": {"name": "envy"}}),
-        )
+    let (limit, every) = (Duration::from_secs(15), Duration::from_millis(50));
+    server
+        .poll("not drained", limit, every, async || {
+            let dirs = pool_dirs(&server);
+            if dirs.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{dirs:?}"))
+            }
+        })
         .await;
-    assert_eq!(status, 201);
+    let cold = server.create("cold-c", "envy").await;
     assert!(!is_pooled(&cold), "{cold}");
     drop(server);
     agenttier_integration_tests::stop_all_sandboxes(&data);

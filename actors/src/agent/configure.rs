@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::events::AgentEvent;
-use super::lines::LineSplitter;
+use super::lines::OutputLines;
 use super::shell;
 use super::{AgentError, Result};
 use crate::ControlPlane;
@@ -450,8 +450,7 @@ impl ConfigureRun {
             .exec_stream(&self.id, request)
             .await
             .map_err(|e| Some(("install", e.to_string())))?;
-        let mut out = LineSplitter::default();
-        let mut err = LineSplitter::default();
+        let mut output = OutputLines::default();
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
@@ -460,25 +459,18 @@ impl ConfigureRun {
             let (lines, which) = match next {
                 Some(Ok(ExecEvent::Stdout(data))) => {
                     keep_tail(log, &data);
-                    (out.push(&data), "stdout")
+                    output.stdout(&data)
                 }
                 Some(Ok(ExecEvent::Stderr(data))) => {
                     keep_tail(log, &data);
-                    (err.push(&data), "stderr")
+                    output.stderr(&data)
                 }
                 Some(Ok(ExecEvent::Exit {
                     exit_code,
                     timed_out,
                 })) => {
-                    for (splitter, which) in [(&mut out, "stdout"), (&mut err, "stderr")] {
-                        if let Some(line) = splitter.finish() {
-                            let _ = events
-                                .send(AgentEvent::Log {
-                                    stream: which,
-                                    data: line,
-                                })
-                                .await;
-                        }
+                    for (stream, data) in output.finish() {
+                        let _ = events.send(AgentEvent::Log { stream, data }).await;
                     }
                     if timed_out {
                         let limit = agenttier_crds::duration::format_go_duration(INSTALL_TIMEOUT);

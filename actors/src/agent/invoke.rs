@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::configure::DEFAULT_INVOKE_TIMEOUT;
 use super::events::{AgentEvent, InvokeOutcome};
-use super::lines::LineSplitter;
+use super::lines::OutputLines;
 use super::shell;
 use super::{AgentError, Result};
 use crate::ControlPlane;
@@ -320,8 +320,7 @@ impl InvokeRun {
                 return (-1, InvokeOutcome::Error);
             }
         };
-        let mut out = LineSplitter::default();
-        let mut err = LineSplitter::default();
+        let mut output = OutputLines::default();
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
@@ -329,21 +328,14 @@ impl InvokeRun {
                 () = events.closed() => return (-1, InvokeOutcome::Canceled),
             };
             let (lines, which) = match next {
-                Some(Ok(ExecEvent::Stdout(data))) => (out.push(&data), "stdout"),
-                Some(Ok(ExecEvent::Stderr(data))) => (err.push(&data), "stderr"),
+                Some(Ok(ExecEvent::Stdout(data))) => output.stdout(&data),
+                Some(Ok(ExecEvent::Stderr(data))) => output.stderr(&data),
                 Some(Ok(ExecEvent::Exit {
                     exit_code,
                     timed_out,
                 })) => {
-                    for (splitter, which) in [(&mut out, "stdout"), (&mut err, "stderr")] {
-                        if let Some(line) = splitter.finish() {
-                            let _ = events
-                                .send(AgentEvent::Log {
-                                    stream: which,
-                                    data: line,
-                                })
-                                .await;
-                        }
+                    for (stream, data) in output.finish() {
+                        let _ = events.send(AgentEvent::Log { stream, data }).await;
                     }
                     return if timed_out {
                         (-1, InvokeOutcome::Timeout)

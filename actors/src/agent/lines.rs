@@ -41,6 +41,35 @@ impl LineSplitter {
     }
 }
 
+/// The stdout and stderr of one process, each split into lines by its own [`LineSplitter`] and
+/// named by its stream (`"stdout"`, `"stderr"`), as agent-mode log events name them.
+#[derive(Debug, Default)]
+pub struct OutputLines {
+    stdout: LineSplitter,
+    stderr: LineSplitter,
+}
+
+impl OutputLines {
+    /// The complete lines of a stdout chunk, and the stream's name.
+    pub fn stdout(&mut self, chunk: &[u8]) -> (Vec<String>, &'static str) {
+        (self.stdout.push(chunk), "stdout")
+    }
+
+    /// The complete lines of a stderr chunk, and the stream's name.
+    pub fn stderr(&mut self, chunk: &[u8]) -> (Vec<String>, &'static str) {
+        (self.stderr.push(chunk), "stderr")
+    }
+
+    /// At the end of the stream: each stream's partial last line, stdout's first, with the
+    /// stream's name.
+    pub fn finish(&mut self) -> Vec<(&'static str, String)> {
+        [("stdout", &mut self.stdout), ("stderr", &mut self.stderr)]
+            .into_iter()
+            .filter_map(|(stream, splitter)| Some((stream, splitter.finish()?)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +82,20 @@ mod tests {
         assert_eq!(s.push(b"ld\r\n\nx"), ["world", ""]);
         assert_eq!(s.finish().as_deref(), Some("x"));
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn output_lines_keep_each_stream_apart_and_flush_stdout_first() {
+        let mut lines = OutputLines::default();
+        assert_eq!(lines.stderr(b"err"), (Vec::<String>::new(), "stderr"));
+        assert_eq!(lines.stdout(b"a\nb"), (vec!["a".to_string()], "stdout"));
+        assert_eq!(
+            lines.finish(),
+            [("stdout", "b".to_string()), ("stderr", "err".to_string())]
+        );
+        assert_eq!(lines.finish(), []);
+        lines.stderr(b"only");
+        assert_eq!(lines.finish(), [("stderr", "only".to_string())]);
     }
 
     #[test]

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agenttier_crds::Sandbox;
 use agenttier_crds::governance::Policy;
-use agenttier_crds::{CLUSTER_TEMPLATE_KIND, CreatedBy, Sandbox, SandboxSpec, TemplateRef};
 
 use crate::ActorSystem;
 use crate::runtime::Runtime;
 use crate::runtime::fake::FakeRuntime;
 use crate::sandbox::SandboxKey;
+use crate::sandbox::test_support::spec;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TypedStore};
 
@@ -33,21 +34,6 @@ async fn seeded_store(path: Option<&std::path::Path>) -> Arc<SqliteStore> {
         let _ = store.create_obj(&template).await;
     }
     store
-}
-
-fn spec(owner: &str, template: &str) -> SandboxSpec {
-    SandboxSpec {
-        template_ref: TemplateRef {
-            name: template.into(),
-            kind: Some(CLUSTER_TEMPLATE_KIND.into()),
-            namespace: None,
-        },
-        created_by: Some(CreatedBy {
-            sub: owner.into(),
-            ..CreatedBy::default()
-        }),
-        ..SandboxSpec::default()
-    }
 }
 
 fn candidate(name: &str, owner: &str) -> Candidate {

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use agenttier_crds::{ClusterSandboxTemplate, SandboxPhase};
@@ -14,14 +13,14 @@ use crate::ActorSystem;
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::{Runtime, SandboxId};
 use crate::sandbox::{RUNTIME_ID_ANNOTATION, SandboxKey, runtime_id};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TypedStore};
 
 use super::{INVENTORY_SETTING, PoolConfig, WarmPoolConfig};
 
 // The sandbox actor tests' helpers: a template `shell`, sandboxes owned by alice.
-use crate::sandbox::tests::{
-    WAIT, events_of, exec, fast_timings, sandbox, start_with, store_with_template, wait_for,
+use crate::sandbox::test_support::{
+    WAIT, events_of, exec, fast_timings, phase_of, sandbox, start_with, started, stdout_of,
+    wait_for,
 };
 
 fn pool_of(template: &str, desired: u32) -> WarmPoolConfig {
@@ -64,15 +63,9 @@ fn pooled(runtime: &FakeRuntime) -> Vec<SandboxId> {
         .collect()
 }
 
-async fn system(store: &Arc<SqliteStore>, runtime: &Arc<FakeRuntime>) -> ActorSystem {
-    start_with(store.clone(), runtime.clone(), fast_timings()).await
-}
-
 #[tokio::test]
 async fn a_create_claims_a_ready_sandbox_and_the_pool_refills() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = system(&store, &runtime).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     cp.warm_pool.configure(pool_of("shell", 2)).await.unwrap();
     wait_ready(&system, 2).await;
@@ -112,13 +105,7 @@ async fn a_create_claims_a_ready_sandbox_and_the_pool_refills() {
     cp.stop(&key, "alice").await.unwrap();
     let resumed = cp.resume(&key, "alice").await.unwrap();
     assert_eq!(runtime_id(&resumed), id);
-    assert_eq!(
-        cp.exec(&key, exec("cat /workspace/f"))
-            .await
-            .unwrap()
-            .stdout,
-        "mine\n"
-    );
+    assert_eq!(stdout_of(&cp, &key, "cat /workspace/f").await, "mine\n");
     // Deleting the sandbox removes the claimed instance with it.
     cp.delete(&key, "alice").await.unwrap();
     assert!(!runtime.has_workspace(&id));
@@ -127,9 +114,7 @@ async fn a_create_claims_a_ready_sandbox_and_the_pool_refills() {
 
 #[tokio::test]
 async fn a_claimed_sandbox_applies_its_own_timeouts() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = system(&store, &runtime).await;
+    let (_store, _runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     cp.warm_pool.configure(pool_of("shell", 1)).await.unwrap();
     wait_ready(&system, 1).await;
@@ -139,7 +124,7 @@ async fn a_claimed_sandbox_applies_its_own_timeouts() {
     assert!(runtime_id(&created).0.starts_with("pool-"));
     let key = SandboxKey::new("default", "a");
     wait_for(WAIT, "idle stop", || {
-        cp.get(&key).and_then(|s| s.phase()) == Some(SandboxPhase::Stopped)
+        phase_of(&cp, &key) == Some(SandboxPhase::Stopped)
     })
     .await;
     system.shutdown().await;
@@ -147,9 +132,7 @@ async fn a_claimed_sandbox_applies_its_own_timeouts() {
 
 #[tokio::test]
 async fn only_identical_runtime_specs_are_claimed() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = system(&store, &runtime).await;
+    let (_store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     cp.warm_pool.configure(pool_of("shell", 1)).await.unwrap();
     wait_ready(&system, 1).await;
@@ -177,9 +160,7 @@ async fn only_identical_runtime_specs_are_claimed() {
 
 #[tokio::test]
 async fn a_changed_template_replaces_ready_sandboxes() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = system(&store, &runtime).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     cp.warm_pool.configure(pool_of("shell", 1)).await.unwrap();
     wait_ready(&system, 1).await;
@@ -211,9 +192,7 @@ async fn a_changed_template_replaces_ready_sandboxes() {
 
 #[tokio::test]
 async fn draining_removes_the_ready_sandboxes_and_creates_go_cold() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = system(&store, &runtime).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     cp.warm_pool.configure(pool_of("shell", 2)).await.unwrap();
     wait_ready(&system, 2).await;
@@ -236,9 +215,7 @@ async fn draining_removes_the_ready_sandboxes_and_creates_go_cold() {
 
 #[tokio::test]
 async fn a_failing_template_reports_its_error_and_retries() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = system(&store, &runtime).await;
+    let (_store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     runtime.fail_every_start(Some("no bwrap today"));
     cp.warm_pool.configure(pool_of("shell", 1)).await.unwrap();
@@ -276,9 +253,7 @@ async fn a_failing_template_reports_its_error_and_retries() {
 
 #[tokio::test]
 async fn a_restarted_pool_readopts_ready_and_removes_orphaned_claims() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = system(&store, &runtime).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     system
         .control
         .warm_pool

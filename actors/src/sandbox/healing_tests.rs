@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use agenttier_crds::{CreatedBy, SandboxPhase};
@@ -11,17 +10,13 @@ use kube::ResourceExt;
 
 use crate::audit::{AuditQuery, query};
 use crate::runtime::RuntimeError;
-use crate::runtime::fake::FakeRuntime;
 use crate::{CloneRequest, Error};
 
-use super::tests::{
-    WAIT, events_of, exec, fast_timings, sandbox, start_with, store_with_template, wait_for,
+use super::test_support::{
+    WAIT, events_of, exec, fast_timings, phase_of, reasons_of, sandbox, start_with, started,
+    stdout_of, wait_for, wait_phase,
 };
 use super::{READY, SandboxKey, SandboxNotice, SandboxTimings, StopReason, runtime_id};
-
-fn reasons(events: &[(String, String)]) -> Vec<&str> {
-    events.iter().map(|(r, _)| r.as_str()).collect()
-}
 
 fn count(events: &[(String, String)], reason: &str) -> usize {
     events.iter().filter(|(r, _)| r == reason).count()
@@ -29,9 +24,7 @@ fn count(events: &[(String, String)], reason: &str) -> usize {
 
 #[tokio::test]
 async fn killed_processes_restart_on_the_same_workspace_with_backoff() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     let mut notices = cp.subscribe_notices();
@@ -44,15 +37,11 @@ async fn killed_processes_restart_on_the_same_workspace_with_backoff() {
     for round in 1..=2 {
         runtime.kill(&id);
         wait_for(Duration::from_secs(5), "restarted", || {
-            runtime.starts() == 1 + round
-                && cp.get(&key).and_then(|s| s.phase()) == Some(SandboxPhase::Running)
+            runtime.starts() == 1 + round && phase_of(&cp, &key) == Some(SandboxPhase::Running)
         })
         .await;
         assert_eq!(
-            cp.exec(&key, exec("cat /workspace/f"))
-                .await
-                .unwrap()
-                .stdout,
+            stdout_of(&cp, &key, "cat /workspace/f").await,
             "kept\n",
             "round {round}: same workspace"
         );
@@ -102,9 +91,7 @@ async fn killed_processes_restart_on_the_same_workspace_with_backoff() {
 
 #[tokio::test]
 async fn the_restart_limit_ends_in_error_and_resume_recovers() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     cp.create(sandbox("a", "shell"), WAIT).await.unwrap();
@@ -168,13 +155,11 @@ async fn the_restart_limit_ends_in_error_and_resume_recovers() {
 
 #[tokio::test]
 async fn a_stable_run_resets_the_restart_count() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
     let timings = SandboxTimings {
         stable_period: Duration::from_millis(300),
         ..fast_timings()
     };
-    let system = start_with(store.clone(), runtime.clone(), timings).await;
+    let (store, runtime, system) = started(timings).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     cp.create(sandbox("a", "shell"), WAIT).await.unwrap();
@@ -209,9 +194,7 @@ async fn a_stable_run_resets_the_restart_count() {
 
 #[tokio::test]
 async fn permanent_failures_never_retry() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     runtime.fail_next_start(RuntimeError::InvalidSpec(
         "image /nowhere names a root filesystem directory that does not exist".into(),
@@ -224,20 +207,16 @@ async fn permanent_failures_never_retry() {
     assert_eq!(ready.reason, "InvalidConfig");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(runtime.starts(), 1, "no retry of a permanent failure");
-    let events = events_of(&store, "a").await;
     assert_eq!(
-        reasons(&events),
-        ["Created", "Creating", "InvalidConfig"],
-        "{events:?}"
+        reasons_of(&store, "a").await,
+        ["Created", "Creating", "InvalidConfig"]
     );
     system.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_transient_first_start_failure_is_retried() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
+    let (_store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     runtime.fail_next_start(RuntimeError::StartFailed {
         id: "x".into(),
@@ -245,23 +224,18 @@ async fn a_transient_first_start_failure_is_retried() {
     });
     cp.create(sandbox("a", "shell"), WAIT).await.unwrap();
     let key = SandboxKey::new("default", "a");
-    wait_for(WAIT, "running after one retry", || {
-        cp.get(&key).and_then(|s| s.phase()) == Some(SandboxPhase::Running)
-    })
-    .await;
+    wait_phase(&cp, &key, SandboxPhase::Running, "running after one retry").await;
     assert_eq!(runtime.starts(), 2);
     system.shutdown().await;
 }
 
 #[tokio::test]
 async fn stop_or_delete_during_a_backoff_cancels_the_restart() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
     let timings = SandboxTimings {
         restart_backoff_base: Duration::from_millis(300),
         ..fast_timings()
     };
-    let system = start_with(store.clone(), runtime.clone(), timings).await;
+    let (_store, runtime, system) = started(timings).await;
     let cp = system.control.clone();
     for name in ["a", "b"] {
         cp.create(sandbox(name, "shell"), WAIT).await.unwrap();
@@ -275,7 +249,7 @@ async fn stop_or_delete_during_a_backoff_cancels_the_restart() {
     wait_for(WAIT, "both waiting", || {
         [&a, &b]
             .iter()
-            .all(|k| cp.get(k).and_then(|s| s.phase()) == Some(SandboxPhase::Error))
+            .all(|k| phase_of(&cp, k) == Some(SandboxPhase::Error))
     })
     .await;
     let stopped = cp.stop(&a, "alice").await.unwrap();
@@ -290,13 +264,11 @@ async fn stop_or_delete_during_a_backoff_cancels_the_restart() {
 
 #[tokio::test]
 async fn a_pending_restart_survives_a_control_plane_restart() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
     let timings = SandboxTimings {
         restart_backoff_base: Duration::from_millis(400),
         ..fast_timings()
     };
-    let system = start_with(store.clone(), runtime.clone(), timings.clone()).await;
+    let (store, runtime, system) = started(timings.clone()).await;
     let key = SandboxKey::new("default", "a");
     system
         .control
@@ -305,17 +277,17 @@ async fn a_pending_restart_survives_a_control_plane_restart() {
         .unwrap();
     runtime.kill(&runtime_id(&system.control.get(&key).unwrap()));
     let cp = system.control.clone();
-    wait_for(WAIT, "waiting", || {
-        cp.get(&key).and_then(|s| s.phase()) == Some(SandboxPhase::Error)
-    })
-    .await;
+    wait_phase(&cp, &key, SandboxPhase::Error, "waiting").await;
     system.shutdown().await;
 
     let system = start_with(store, runtime.clone(), timings).await;
     let cp = system.control.clone();
-    wait_for(WAIT, "restarted by the new actor", || {
-        cp.get(&key).and_then(|s| s.phase()) == Some(SandboxPhase::Running)
-    })
+    wait_phase(
+        &cp,
+        &key,
+        SandboxPhase::Running,
+        "restarted by the new actor",
+    )
     .await;
     assert_eq!(runtime.starts(), 2);
     system.shutdown().await;
@@ -323,9 +295,7 @@ async fn a_pending_restart_survives_a_control_plane_restart() {
 
 #[tokio::test]
 async fn user_actions_are_audited_with_their_actor() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime, fast_timings()).await;
+    let (store, _runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     cp.create(sandbox("a", "shell"), WAIT).await.unwrap();
@@ -412,9 +382,7 @@ async fn user_actions_are_audited_with_their_actor() {
 
 #[tokio::test]
 async fn backups_copy_list_restore_and_delete() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
+    let (store, _runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     cp.create(sandbox("a", "shell"), WAIT).await.unwrap();
@@ -459,17 +427,8 @@ async fn backups_copy_list_restore_and_delete() {
         Some("a")
     );
     let r = SandboxKey::new("default", "r");
-    assert_eq!(
-        cp.exec(&r, exec("cat /workspace/f")).await.unwrap().stdout,
-        "v1\n"
-    );
-    assert_eq!(
-        cp.exec(&key, exec("cat /workspace/f"))
-            .await
-            .unwrap()
-            .stdout,
-        "v2\n"
-    );
+    assert_eq!(stdout_of(&cp, &r, "cat /workspace/f").await, "v1\n");
+    assert_eq!(stdout_of(&cp, &key, "cat /workspace/f").await, "v2\n");
     assert!(!runtime_id(&restored).0.starts_with("pool-"));
 
     assert!(matches!(
@@ -487,18 +446,10 @@ async fn backups_copy_list_restore_and_delete() {
         Err(Error::NotFound(_))
     ));
     assert_eq!(cp.list_backups(&key).await.unwrap().len(), 1);
-    let reasons: Vec<String> = events_of(&store, "a")
-        .await
-        .into_iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.starts_with("Backup"))
-        .collect();
+    let mut reasons = reasons_of(&store, "a").await;
+    reasons.retain(|r| r.starts_with("Backup"));
     assert_eq!(reasons, ["BackupCreated", "BackupCreated", "BackupPruned"]);
-    let restored_events = reasons_of(&events_of(&store, "r").await);
+    let restored_events = reasons_of(&store, "r").await;
     assert!(restored_events.contains(&"Restored".to_string()));
     system.shutdown().await;
-}
-
-fn reasons_of(events: &[(String, String)]) -> Vec<String> {
-    events.iter().map(|(r, _)| r.clone()).collect()
 }

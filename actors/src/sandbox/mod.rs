@@ -17,7 +17,9 @@ mod starting;
 mod status;
 mod supervisor;
 #[cfg(test)]
-pub(crate) mod tests;
+pub(crate) mod test_support;
+#[cfg(test)]
+mod tests;
 #[cfg(test)]
 mod timeout_tests;
 mod timeouts;

@@ -9,9 +9,9 @@ use std::time::Duration;
 use agenttier_crds::Sandbox;
 use dashmap::DashMap;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::audit::{self, AuditAction};
+use crate::forward::forward;
 use crate::store::{StoreError, TypedStore, WatchEventType};
 use crate::{Error, Result};
 
@@ -54,25 +54,12 @@ impl Actor for SandboxSupervisor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         // Subscribe before listing so no change falls between the two.
-        let mut changes = args.deps.store.watch();
-        let watch_target = myself.clone();
-        let watch_task = tokio::spawn(async move {
-            loop {
-                match changes.recv().await {
-                    Ok(event) => {
-                        if event.kind == "Sandbox"
-                            && watch_target
-                                .cast(SupervisorMsg::Watched(Box::new(event)))
-                                .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "sandbox watch lagged"),
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        });
+        let watch_task = forward(
+            args.deps.store.watch(),
+            myself.clone(),
+            "sandbox watch lagged",
+            |event| (event.kind == "Sandbox").then(|| SupervisorMsg::Watched(Box::new(event))),
+        );
         let mut state = SupervisorState {
             deps: args.deps,
             registry: args.registry,

@@ -3,148 +3,26 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use agenttier_crds::{
-    CLUSTER_TEMPLATE_KIND, ClusterSandboxTemplate, CreatedBy, Sandbox, SandboxPhase, SandboxSpec,
-    SandboxTemplateSpec, TemplateRef, template::ClusterSandboxTemplateSpec,
-};
+use agenttier_crds::{CreatedBy, Sandbox, SandboxPhase};
 use ractor::ActorRef;
 
-use crate::pool::PoolOptions;
+use crate::runtime::Runtime;
 use crate::runtime::fake::FakeRuntime;
-use crate::runtime::{ExecRequest, Runtime};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{EventFilter, Store, TypedStore};
-use crate::{ActorSystem, CloneRequest, Error, SystemOptions};
+use crate::store::{Store, TypedStore};
+use crate::{ActorSystem, CloneRequest, Error};
 
-use super::{READY, SandboxKey, SandboxMsg, SandboxTimings, runtime_id};
+use super::test_support::{
+    WAIT, exec, reasons_of, sandbox, stdout_of, store_with_template, wait_for,
+};
+use super::{READY, SandboxKey, SandboxMsg, runtime_id};
 
-pub(crate) const WAIT: Duration = Duration::from_secs(5);
-
-pub(crate) async fn store_with_template() -> Arc<SqliteStore> {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let template = ClusterSandboxTemplate::new(
-        "shell",
-        ClusterSandboxTemplateSpec(SandboxTemplateSpec {
-            description: Some("test".into()),
-            ..Default::default()
-        }),
-    );
-    store.create_obj(&template).await.unwrap();
-    store
-}
-
-pub(crate) fn sandbox(name: &str, template: &str) -> Sandbox {
-    let mut sandbox = Sandbox::new(
-        name,
-        SandboxSpec {
-            template_ref: TemplateRef {
-                name: template.into(),
-                kind: Some(CLUSTER_TEMPLATE_KIND.into()),
-                namespace: None,
-            },
-            created_by: Some(CreatedBy {
-                sub: "alice".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    sandbox.metadata.namespace = Some("default".into());
-    sandbox
-}
-
-pub(crate) fn exec(command: &str) -> ExecRequest {
-    ExecRequest {
-        command: command.into(),
-        timeout: Duration::from_secs(5),
-        env: Default::default(),
-        working_dir: None,
-        stdin: Vec::new(),
-    }
-}
-
+/// An actor system with the production defaults.
 async fn start(store: Arc<SqliteStore>, runtime: Arc<FakeRuntime>) -> ActorSystem {
     ActorSystem::start(store as Arc<dyn Store>, runtime as Arc<dyn Runtime>)
         .await
         .unwrap()
-}
-
-/// Timers scaled down so healing and timeouts run in milliseconds: probes every 20 ms, backoff
-/// 50/100/200/400/800 ms, a 100 ms grace window, no stable-period reset unless a test sets one.
-pub(crate) fn fast_timings() -> SandboxTimings {
-    SandboxTimings {
-        health_interval: Duration::from_millis(20),
-        restart_backoff_base: Duration::from_millis(50),
-        max_restarts: 5,
-        stable_period: Duration::from_secs(3600),
-        stop_grace: Duration::from_millis(100),
-        activity_persist_interval: Duration::from_millis(10),
-    }
-}
-
-/// An actor system with `timings` and a fast warm pool.
-pub(crate) async fn start_with(
-    store: Arc<SqliteStore>,
-    runtime: Arc<FakeRuntime>,
-    timings: SandboxTimings,
-) -> ActorSystem {
-    let options = SystemOptions {
-        timings,
-        pool: PoolOptions {
-            reconcile_interval: Duration::from_millis(50),
-            retry_base: Duration::from_millis(20),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    ActorSystem::start_with(
-        store as Arc<dyn Store>,
-        runtime as Arc<dyn Runtime>,
-        options,
-    )
-    .await
-    .unwrap()
-}
-
-/// The reasons and messages of a sandbox's events, oldest first.
-pub(crate) async fn events_of(store: &SqliteStore, name: &str) -> Vec<(String, String)> {
-    store
-        .list_events(&EventFilter {
-            object_name: Some(name.into()),
-            limit: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .map(|e| (e.reason, e.message))
-        .collect()
-}
-
-/// Polls `check` every 10 ms for up to `limit`; fails the test with `what` otherwise.
-pub(crate) async fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not reached within {limit:?}");
-}
-
-/// Polls until `check` holds (actors work asynchronously); fails the test after 5 s.
-pub(crate) async fn eventually(mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached within 5s");
 }
 
 #[tokio::test]
@@ -187,13 +65,7 @@ async fn full_life_cycle_keeps_the_workspace() {
         cp.resume(&key, "alice").await,
         Err(Error::Conflict(_))
     ));
-    assert_eq!(
-        cp.exec(&key, exec("cat /workspace/f"))
-            .await
-            .unwrap()
-            .stdout,
-        "hello\n"
-    );
+    assert_eq!(stdout_of(cp, &key, "cat /workspace/f").await, "hello\n");
 
     let bob = CreatedBy {
         sub: "bob".into(),
@@ -218,10 +90,7 @@ async fn full_life_cycle_keeps_the_workspace() {
     assert_eq!(clone.spec.created_by.as_ref().unwrap().sub, "bob");
     let clone_key = SandboxKey::new("default", "b");
     assert_eq!(
-        cp.exec(&clone_key, exec("cat /workspace/f"))
-            .await
-            .unwrap()
-            .stdout,
+        stdout_of(cp, &clone_key, "cat /workspace/f").await,
         "hello\n"
     );
     assert_ne!(runtime_id(&clone), runtime_id(&created));
@@ -239,19 +108,8 @@ async fn full_life_cycle_keeps_the_workspace() {
         );
         assert!(!runtime.has_workspace(&id));
     }
-    let reasons: Vec<String> = store
-        .list_events(&EventFilter {
-            object_name: Some("a".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .map(|e| e.reason)
-        .collect();
     assert_eq!(
-        reasons,
+        reasons_of(&store, "a").await,
         [
             "Created",
             "Creating",
@@ -347,7 +205,7 @@ async fn a_panicking_sandbox_actor_is_restarted_alone() {
     let (old_a, old_b) = (actor_of(&a).get_id(), actor_of(&b).get_id());
 
     actor_of(&a).cast(SandboxMsg::Panic).unwrap();
-    eventually(|| {
+    wait_for(WAIT, "a new actor for a", || {
         cp.registry
             .get(&a)
             .is_some_and(|r| r.value().get_id() != old_a)
@@ -360,14 +218,8 @@ async fn a_panicking_sandbox_actor_is_restarted_alone() {
         2,
         "the restarted actor re-adopts instead of starting again"
     );
-    assert_eq!(
-        cp.exec(&a, exec("echo ok")).await.unwrap().stdout,
-        "echo ok\n"
-    );
-    assert_eq!(
-        cp.exec(&b, exec("echo ok")).await.unwrap().stdout,
-        "echo ok\n"
-    );
+    assert_eq!(stdout_of(&cp, &a, "echo ok").await, "echo ok\n");
+    assert_eq!(stdout_of(&cp, &b, "echo ok").await, "echo ok\n");
     system.shutdown().await;
 }
 
@@ -412,7 +264,10 @@ async fn a_restarted_control_plane_readopts_or_restarts() {
         cp.get(&SandboxKey::new("default", name))
             .and_then(|s| s.phase())
     };
-    eventually(|| runtime.starts() == 4 && phase("dead") == Some(SandboxPhase::Running)).await;
+    wait_for(WAIT, "dead restarted", || {
+        runtime.starts() == 4 && phase("dead") == Some(SandboxPhase::Running)
+    })
+    .await;
     assert_eq!(phase("alive"), Some(SandboxPhase::Running));
     assert_eq!(phase("stopped"), Some(SandboxPhase::Stopped));
     assert!(runtime.is_running(&dead));

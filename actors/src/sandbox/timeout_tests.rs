@@ -11,8 +11,9 @@ use tokio::sync::broadcast::Receiver;
 
 use crate::runtime::fake::FakeRuntime;
 
-use super::tests::{
-    WAIT, events_of, exec, fast_timings, sandbox, start_with, store_with_template, wait_for,
+use super::test_support::{
+    WAIT, events_of, exec, fast_timings, phase_of, reasons_of, sandbox, start_with, started,
+    stdout_of, store_with_template, wait_phase,
 };
 use super::{SandboxKey, SandboxNotice, SandboxTimings, StopReason, runtime_id};
 
@@ -48,9 +49,7 @@ async fn next_notice(
 
 #[tokio::test]
 async fn an_idle_sandbox_is_warned_then_stopped_and_keeps_its_workspace() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
+    let (store, runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     let mut notices = cp.subscribe_notices();
@@ -69,7 +68,7 @@ async fn an_idle_sandbox_is_warned_then_stopped_and_keeps_its_workspace() {
     assert_eq!(reason, StopReason::IdleTimeout);
     assert!(grace <= Duration::from_millis(100), "{grace:?}");
     assert!(begun.elapsed() >= Duration::from_millis(300));
-    assert_eq!(cp.get(&key).unwrap().phase(), Some(SandboxPhase::Running));
+    assert_eq!(phase_of(&cp, &key), Some(SandboxPhase::Running));
 
     let stopped = next_notice(&mut notices, "a", WAIT).await;
     assert!(
@@ -103,25 +102,17 @@ async fn an_idle_sandbox_is_warned_then_stopped_and_keeps_its_workspace() {
     assert!(events.last().unwrap().1.starts_with("Idle for "));
 
     cp.resume(&key, "alice").await.unwrap();
-    assert_eq!(
-        cp.exec(&key, exec("cat /workspace/f"))
-            .await
-            .unwrap()
-            .stdout,
-        "kept\n"
-    );
+    assert_eq!(stdout_of(&cp, &key, "cat /workspace/f").await, "kept\n");
     system.shutdown().await;
 }
 
 #[tokio::test]
 async fn activity_in_the_grace_window_postpones_the_idle_stop() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
     let timings = SandboxTimings {
         stop_grace: Duration::from_millis(200),
         ..fast_timings()
     };
-    let system = start_with(store.clone(), runtime, timings).await;
+    let (store, _runtime, system) = started(timings).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     let mut notices = cp.subscribe_notices();
@@ -151,25 +142,19 @@ async fn activity_in_the_grace_window_postpones_the_idle_stop() {
             ..
         }
     ));
-    let reasons: Vec<String> = events_of(&store, "a")
-        .await
-        .into_iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.starts_with("Stop") || r == "IdleTimeout")
-        .collect();
+    let mut reasons = reasons_of(&store, "a").await;
+    reasons.retain(|r| r.starts_with("Stop") || r == "IdleTimeout");
     assert_eq!(
         reasons,
         ["StopPending", "StopPostponed", "StopPending", "IdleTimeout"]
     );
-    assert_eq!(cp.get(&key).unwrap().phase(), Some(SandboxPhase::Stopped));
+    assert_eq!(phase_of(&cp, &key), Some(SandboxPhase::Stopped));
     system.shutdown().await;
 }
 
 #[tokio::test]
 async fn steady_activity_keeps_an_idle_timeout_away() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime, fast_timings()).await;
+    let (store, _runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     cp.create(with_timeouts("a", Some("400ms"), None), WAIT)
@@ -180,7 +165,7 @@ async fn steady_activity_keeps_an_idle_timeout_away() {
         cp.exec(&key, exec("true")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(cp.get(&key).unwrap().phase(), Some(SandboxPhase::Running));
+    assert_eq!(phase_of(&cp, &key), Some(SandboxPhase::Running));
     assert!(
         !events_of(&store, "a")
             .await
@@ -188,18 +173,13 @@ async fn steady_activity_keeps_an_idle_timeout_away() {
             .any(|(r, _)| r == "StopPending"),
         "activity never let the sandbox get near its idle timeout"
     );
-    wait_for(WAIT, "stopped once idle", || {
-        cp.get(&key).and_then(|s| s.phase()) == Some(SandboxPhase::Stopped)
-    })
-    .await;
+    wait_phase(&cp, &key, SandboxPhase::Stopped, "stopped once idle").await;
     system.shutdown().await;
 }
 
 #[tokio::test]
 async fn max_runtime_stops_a_busy_sandbox() {
-    let store = store_with_template().await;
-    let runtime = Arc::new(FakeRuntime::default());
-    let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
+    let (store, _runtime, system) = started(fast_timings()).await;
     let cp = system.control.clone();
     let key = SandboxKey::new("default", "a");
     let mut notices = cp.subscribe_notices();
@@ -253,13 +233,7 @@ async fn max_runtime_stops_a_busy_sandbox() {
     assert!(last.1.starts_with("Running for "), "{}", last.1);
     assert!(!events.iter().any(|(r, _)| r == "StopPostponed"));
     cp.resume(&key, "alice").await.unwrap();
-    assert_eq!(
-        cp.exec(&key, exec("cat /workspace/f"))
-            .await
-            .unwrap()
-            .stdout,
-        "kept\n"
-    );
+    assert_eq!(stdout_of(&cp, &key, "cat /workspace/f").await, "kept\n");
     system.shutdown().await;
 }
 
@@ -289,10 +263,13 @@ async fn timeouts_come_from_the_template_and_survive_a_control_plane_restart() {
 
     let system = start_with(store.clone(), runtime.clone(), fast_timings()).await;
     let cp = system.control.clone();
-    assert_eq!(cp.get(&key).unwrap().phase(), Some(SandboxPhase::Running));
-    wait_for(WAIT, "idle stop after the restart", || {
-        cp.get(&key).and_then(|s| s.phase()) == Some(SandboxPhase::Stopped)
-    })
+    assert_eq!(phase_of(&cp, &key), Some(SandboxPhase::Running));
+    wait_phase(
+        &cp,
+        &key,
+        SandboxPhase::Stopped,
+        "idle stop after the restart",
+    )
     .await;
     assert_eq!(runtime.starts(), 1, "re-adopted, not restarted");
     system.shutdown().await;

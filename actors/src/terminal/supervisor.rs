@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tokio::sync::broadcast::error::RecvError;
 
+use crate::forward::forward;
 use crate::sandbox::{ActorRegistry, SandboxKey, SandboxNotice};
 use crate::store::Store;
 
@@ -53,22 +53,12 @@ impl Actor for TerminalSupervisor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut notices = args.notices.subscribe();
-        let notice_task = tokio::spawn(async move {
-            loop {
-                match notices.recv().await {
-                    Ok(notice) => {
-                        if myself.cast(TerminalSupervisorMsg::Notice(notice)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "terminal supervisor missed sandbox notices");
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        });
+        let notice_task = forward(
+            args.notices.subscribe(),
+            myself,
+            "terminal supervisor missed sandbox notices",
+            |notice| Some(TerminalSupervisorMsg::Notice(notice)),
+        );
         Ok(TerminalSupervisorState {
             store: args.store,
             registry: args.registry,

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -25,6 +26,11 @@ pub struct Harness {
     pub state: AppState,
     /// The store behind it.
     pub store: Arc<SqliteStore>,
+    /// The runtime behind it.
+    pub fake: Arc<FakeRuntime>,
+    /// One router for the whole test, for requests that share its state (terminal tickets,
+    /// rate-limit buckets); [`Harness::send`] builds a fresh one for each request.
+    pub router: Router,
     _system: ActorSystem,
     /// An admin key.
     pub admin: String,
@@ -54,10 +60,13 @@ pub async fn harness_with(oidc: Option<Arc<OidcVerifier>>) -> Harness {
         store.put_api_key(record).await.unwrap();
         keys.push(key);
     }
-    let runtime: Arc<dyn Runtime> = Arc::new(FakeRuntime::default());
-    let system = ActorSystem::start(store.clone() as Arc<dyn Store>, runtime)
-        .await
-        .unwrap();
+    let fake = Arc::new(FakeRuntime::default());
+    let system = ActorSystem::start(
+        store.clone() as Arc<dyn Store>,
+        fake.clone() as Arc<dyn Runtime>,
+    )
+    .await
+    .unwrap();
     let mut auth = Authenticator::new(store.clone() as Arc<dyn Store>, false);
     if let Some(oidc) = oidc {
         auth = auth.with_oidc(oidc);
@@ -72,8 +81,10 @@ pub async fn harness_with(oidc: Option<Arc<OidcVerifier>>) -> Harness {
     let alice = keys.pop().unwrap();
     let admin = keys.pop().unwrap();
     Harness {
+        router: app(state.clone()),
         state,
         store,
+        fake,
         _system: system,
         admin,
         alice,
@@ -89,10 +100,39 @@ pub async fn harness() -> Harness {
 
 /// How a test request authenticates.
 pub enum Cred<'a> {
+    /// No credential at all.
+    Anonymous,
     /// `X-API-Key`.
     Key(&'a str),
     /// `Authorization: Bearer`.
     Bearer(&'a str),
+}
+
+/// One request through `router`: its status and whole body. Every answer must carry an
+/// `x-request-id`.
+pub async fn request(
+    router: Router,
+    cred: Cred<'_>,
+    method: &str,
+    path: &str,
+    body: Body,
+) -> (StatusCode, Bytes) {
+    let mut request = Request::builder().method(method).uri(path);
+    request = match cred {
+        Cred::Anonymous => request,
+        Cred::Key(key) => request.header("x-api-key", key),
+        Cred::Bearer(token) => request.header("authorization", format!("Bearer {token}")),
+    };
+    let response = router.oneshot(request.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "{method} {path}: {status} without a request id"
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, bytes)
 }
 
 impl Harness {
@@ -115,22 +155,11 @@ impl Harness {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
-        request = match cred {
-            Cred::Key(key) => request.header("x-api-key", key),
-            Cred::Bearer(token) => request.header("authorization", format!("Bearer {token}")),
-        };
         let body = body
             .map(|b| Body::from(b.to_string()))
             .unwrap_or_else(Body::empty);
-        let response = app(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let router = app(self.state.clone());
+        let (status, bytes) = request(router, cred, method, path, body).await;
         let json = if bytes.is_empty() {
             Value::Null
         } else {

@@ -26,6 +26,15 @@ fn codes(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Asserts a 403 whose only violation is `code`.
+fn assert_denied(status: StatusCode, body: &Value, code: &str) {
+    assert_eq!(
+        (status, codes(body)),
+        (StatusCode::FORBIDDEN, vec![code.to_string()]),
+        "{body}"
+    );
+}
+
 impl Harness {
     async fn set_cluster(&self, policy: Value) {
         let (status, body) = self
@@ -317,33 +326,15 @@ async fn count_rules_reject_at_the_limit_and_pass_just_under() {
         StatusCode::CREATED
     );
     let (status, body) = h.create_in(&h.alice, "q", "a3", json!({})).await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["user_quota_exceeded".to_string()]
-        )
-    );
+    assert_denied(status, &body, "user_quota_exceeded");
     let (status, body) = h.create_in(&h.bob, "q", "b1", agent.clone()).await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["agent_sandbox_quota_exceeded".to_string()]
-        )
-    );
+    assert_denied(status, &body, "agent_sandbox_quota_exceeded");
     assert_eq!(
         h.create_in(&h.bob, "q", "b1", json!({})).await.0,
         StatusCode::CREATED
     );
     let (status, body) = h.create_in(&h.carol, "q", "c1", json!({})).await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["namespace_quota_exceeded".to_string()]
-        )
-    );
+    assert_denied(status, &body, "namespace_quota_exceeded");
     assert_eq!(
         h.create_in(&h.carol, "other", "c1", json!({})).await.0,
         StatusCode::CREATED,
@@ -362,13 +353,7 @@ async fn count_rules_reject_at_the_limit_and_pass_just_under() {
     h.set_cluster(json!({"allowedAgentImages": ["registry.internal/"]}))
         .await;
     let (status, body) = h.create_in(&h.alice, "img", "agent", agent.clone()).await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["agent_image_not_approved".to_string()]
-        )
-    );
+    assert_denied(status, &body, "agent_image_not_approved");
     assert_eq!(
         h.create_in(&h.alice, "img", "code", json!({})).await.0,
         StatusCode::CREATED
@@ -423,13 +408,7 @@ async fn namespace_overrides_merge_field_by_field_over_the_default() {
     assert_eq!(status, StatusCode::OK);
     let coding = json!({"templateRef": {"name": "general-coding"}});
     let (status, body) = h.create_in(&h.alice, "default", "g", coding.clone()).await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["cpu_limit_exceeded".to_string()]
-        )
-    );
+    assert_denied(status, &body, "cpu_limit_exceeded");
     assert_eq!(
         h.create_in(&h.alice, "team", "g", coding.clone()).await.0,
         StatusCode::CREATED,
@@ -471,13 +450,7 @@ async fn clones_are_admitted_like_creates() {
             Some(json!({"name": "copy"})),
         )
         .await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["user_quota_exceeded".to_string()]
-        )
-    );
+    assert_denied(status, &body, "user_quota_exceeded");
     h.set_cluster(json!({"maxSandboxesPerUser": 2, "maxTimeout": "8h"}))
         .await;
     let (status, body) = h
@@ -519,21 +492,9 @@ async fn patch_changes_what_governance_allows() {
         .await;
     let patch = |body: Value| h.call(&h.alice, "PATCH", "/api/v1/sandboxes/p", Some(body));
     let (status, body) = patch(json!({"idleTimeout": "2h"})).await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["idle_timeout_exceeded".to_string()]
-        )
-    );
+    assert_denied(status, &body, "idle_timeout_exceeded");
     let (status, body) = patch(json!({"resources": {"limits": {"cpu": "3"}}})).await;
-    assert_eq!(
-        (status, codes(&body)),
-        (
-            StatusCode::FORBIDDEN,
-            vec!["cpu_limit_exceeded".to_string()]
-        )
-    );
+    assert_denied(status, &body, "cpu_limit_exceeded");
     let (status, body) = patch(json!({"idleTimeout": "1h"})).await;
     assert_eq!(
         (status, body),

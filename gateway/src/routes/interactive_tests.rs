@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,60 +14,16 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use agenttier_actors::ActorSystem;
-use agenttier_actors::runtime::Runtime;
-use agenttier_actors::runtime::fake::FakeRuntime;
 use agenttier_actors::sandbox::{SandboxKey, runtime_id};
-use agenttier_actors::store::sqlite::SqliteStore;
-use agenttier_actors::store::{EventFilter, Store, TypedStore};
+use agenttier_actors::store::{EventFilter, TypedStore};
 use agenttier_actors::terminal::{OpenTerminal, SessionOptions};
 use agenttier_crds::{Sandbox, ShareEntry, SharingSpec};
 
 use super::terminal::{TerminalConfig, run};
-use crate::auth::{Authenticator, api_keys};
-use crate::{AppState, GatewayConfig, app};
+use crate::auth::test_harness::{Cred, Harness, harness, request};
 
-struct Harness {
-    state: AppState,
-    router: axum::Router,
-    fake: Arc<FakeRuntime>,
-    _system: ActorSystem,
-    alice: String,
-    bob: String,
-}
-
-async fn harness() -> Harness {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    for template in agenttier_crds::defaults::default_cluster_templates() {
-        store.create_obj(&template).await.unwrap();
-    }
-    let (alice, record) = api_keys::mint("alice", "alice's key", false);
-    store.put_api_key(record).await.unwrap();
-    let (bob, record) = api_keys::mint("bob", "bob's key", false);
-    store.put_api_key(record).await.unwrap();
-    let fake = Arc::new(FakeRuntime::default());
-    let system = ActorSystem::start(
-        store.clone() as Arc<dyn Store>,
-        fake.clone() as Arc<dyn Runtime>,
-    )
-    .await
-    .unwrap();
-    let state = AppState {
-        control: system.control.clone(),
-        auth: Arc::new(Authenticator::new(store as Arc<dyn Store>, false)),
-        config: Arc::new(GatewayConfig::default()),
-    };
-    Harness {
-        router: app(state.clone()),
-        state,
-        fake,
-        _system: system,
-        alice,
-        bob,
-    }
-}
-
-/// One request; the body is JSON when it parses, else the text as a JSON string.
+/// One request through the test's router (so terminal tickets persist); the body is JSON when
+/// it parses, else the text as a JSON string.
 async fn call(
     h: &Harness,
     key: Option<&str>,
@@ -76,20 +31,8 @@ async fn call(
     path: &str,
     body: Body,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(path);
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
-    }
-    let response = h
-        .router
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let cred = key.map_or(Cred::Anonymous, Cred::Key);
+    let (status, bytes) = request(h.router.clone(), cred, method, path, body).await;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, value)
@@ -101,16 +44,7 @@ fn json_body(value: Value) -> Body {
 
 /// Alice's running sandbox `name`.
 async fn sandbox(h: &Harness, name: &str) -> Sandbox {
-    let body = json!({"name": name, "templateRef": {"name": "minimal-shell"}});
-    let (status, created) = call(
-        h,
-        Some(&h.alice),
-        "POST",
-        "/api/v1/sandboxes",
-        json_body(body),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    h.create(&h.alice, name).await;
     let key = SandboxKey::new("default", name);
     for _ in 0..200 {
         if let Some(s) = h.state.control.get(&key)

@@ -109,19 +109,7 @@ fn main() {
         let server = Server::start();
         let mut create = Vec::new();
         for i in 0..runs {
-            let name = format!("bench-{i}");
-            let start = Instant::now();
-            let (status, body) = server
-                .post(
-                    "/sandboxes",
-                    json!({"name": name, "templateRef": {"name": "minimal-shell"}}),
-                )
-                .await;
-            assert_eq!(status, 201, "{body}");
-            if body["status"] != "Running" {
-                server.wait_phase(&name, "Running").await;
-            }
-            create.push(start.elapsed());
+            create.push(create_timed(&server, format!("bench-{i}")).await.0);
         }
         let mut exec = Vec::new();
         for _ in 0..runs * 5 {
@@ -136,32 +124,19 @@ fn main() {
         server
             .create_running("bench-agent", "langgraph-agent")
             .await;
-        let http = reqwest::Client::new();
-        let sse = |path: &str, body: Vec<u8>| {
-            http.post(server.api(path))
-                .header("x-api-key", &server.admin_key)
-                .body(body)
-                .send()
-        };
-        let configured = sse(
-            "/sandboxes/bench-agent/configure",
-            json!({"entrypoint": ["true"]}).to_string().into_bytes(),
-        )
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        let configured = server
+            .post_sse(
+                "/sandboxes/bench-agent/configure",
+                json!({"entrypoint": ["true"]}).to_string().into_bytes(),
+            )
+            .await;
         assert!(configured.contains("event: result"), "{configured}");
         let mut invoke = Vec::new();
         for _ in 0..runs * 5 {
             let start = Instant::now();
-            let text = sse("/sandboxes/bench-agent/invoke", Vec::new())
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = server
+                .post_sse("/sandboxes/bench-agent/invoke", Vec::new())
+                .await;
             invoke.push(start.elapsed());
             assert!(text.contains("event: exit"), "{text}");
         }
@@ -243,34 +218,44 @@ fn main() {
     );
 }
 
+/// Creates a `minimal-shell` sandbox and waits until it is Running: how long that took, and
+/// the create's answer.
+async fn create_timed(server: &Server, name: String) -> (Duration, serde_json::Value) {
+    let start = Instant::now();
+    let body = server.create(&name, "minimal-shell").await;
+    if body["status"] != "Running" {
+        server.wait_phase(&name, "Running").await;
+    }
+    (start.elapsed(), body)
+}
+
 /// PUTs the warm pool config for `minimal-shell`.
 async fn set_pool(server: &Server, desired: u32) {
-    let response = server
-        .http
-        .put(server.api("/warmpool/config"))
-        .json(&json!({"pools": [{"template": "minimal-shell", "desiredCount": desired}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    let (status, body) = server
+        .put(
+            "/warmpool/config",
+            json!({"pools": [{"template": "minimal-shell", "desiredCount": desired}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// Waits (unmeasured) until the pool holds `ready` started sandboxes and starts none.
 async fn wait_pool(server: &Server, ready: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, status) = server.get("/warmpool/status").await;
-        if status["readyCount"].as_u64().unwrap_or(0) == ready
-            && status["pendingCount"].as_u64().unwrap_or(0) == 0
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool never reached {ready}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let what = format!("pool never reached {ready}");
+    let (limit, every) = (Duration::from_secs(60), Duration::from_millis(5));
+    server
+        .poll(&what, limit, every, async || {
+            let (_, status) = server.get("/warmpool/status").await;
+            if status["readyCount"].as_u64().unwrap_or(0) == ready
+                && status["pendingCount"].as_u64().unwrap_or(0) == 0
+            {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        })
+        .await
 }
 
 /// create→Running through REST with the pool warm (each create claims; the pool is topped up,
@@ -279,28 +264,11 @@ async fn wait_pool(server: &Server, ready: u64) {
 async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     const POOL: u32 = 10;
     let server = Server::start();
-    let timed = |name: String| {
-        let server = &server;
-        async move {
-            let start = Instant::now();
-            let (status, body) = server
-                .post(
-                    "/sandboxes",
-                    json!({"name": name, "templateRef": {"name": "minimal-shell"}}),
-                )
-                .await;
-            assert_eq!(status, 201, "{body}");
-            if body["status"] != "Running" {
-                server.wait_phase(&name, "Running").await;
-            }
-            (start.elapsed(), body)
-        }
-    };
     set_pool(&server, POOL).await;
     let mut warm = Vec::new();
     for i in 0..runs {
         wait_pool(&server, u64::from(POOL)).await;
-        let (elapsed, body) = timed(format!("warm-{i}")).await;
+        let (elapsed, body) = create_timed(&server, format!("warm-{i}")).await;
         assert!(
             body["pvcName"]
                 .as_str()
@@ -320,7 +288,7 @@ async fn warm_vs_drained(runs: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Dura
     wait_pool(&server, 0).await;
     let mut drained = Vec::new();
     for i in 0..runs {
-        let (elapsed, body) = timed(format!("cold-{i}")).await;
+        let (elapsed, body) = create_timed(&server, format!("cold-{i}")).await;
         assert!(!body["pvcName"].as_str().unwrap_or("").contains("/pool-"));
         drained.push(elapsed);
     }

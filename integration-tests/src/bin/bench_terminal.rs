@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agenttier_integration_tests::Server;
-use futures::{SinkExt, StreamExt};
+use agenttier_integration_tests::{Server, next_before};
+use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -87,10 +87,7 @@ impl Terminal {
     async fn output(&mut self, within: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .ok()??
-                .ok()?;
+            let message = next_before(&mut self.socket, deadline).await?;
             if let Some(text) = self.wire.output(&message) {
                 return Some(text);
             }
