@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use agenttier_integration_tests::Server;
 use serde_json::json;
 
@@ -49,8 +51,23 @@ async fn kill_dash_nine_and_restart_keeps_every_sandbox() {
         out, "run-a\n1\n",
         "run-a kept its workspace and its background process"
     );
-    let b = server.wait_phase("run-b", "Running").await;
-    assert_ne!(b["podName"], pod_b, "run-b was restarted");
+    // The stored phase says Running until the re-adoption notices the processes are gone, so
+    // wait for a Running run-b under a new process tree.
+    server
+        .poll(
+            "run-b restarted under a new pod",
+            Duration::from_secs(15),
+            Duration::from_millis(20),
+            async || {
+                let (_, b) = server.get("/sandboxes/run-b").await;
+                if b["status"] == "Running" && b["podName"] != pod_b {
+                    Ok(())
+                } else {
+                    Err(b)
+                }
+            },
+        )
+        .await;
     assert_eq!(server.exec("run-b", "cat /workspace/id").await.0, "run-b\n");
     server.wait_phase("stop-c", "Stopped").await;
     let (status, _) = server.post("/sandboxes/stop-c/resume", json!({})).await;
