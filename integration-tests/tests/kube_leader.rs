@@ -1,7 +1,8 @@
 //! Lease-based leader election against a real kube-apiserver: electors in this process with short
 //! leases (one leads; a crashed leader is replaced once its lease expires; a graceful one hands
 //! over at once), then two real `agenttier serve` replicas (one holds `agenttier-controller-
-//! leader`; `kill -9` it and the other takes over).
+//! leader` and publishes its URL; the other forwards the API to it, runs no sandbox actor, and
+//! after `kill -9` of the leader takes over and serves directly).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,10 +10,13 @@ mod kube_support;
 
 use std::time::{Duration, Instant};
 
-use agenttier_actors::leader::{LEASE_NAME, LeaderElectionConfig, LeaderElector};
+use agenttier_actors::leader::{
+    LEADER_URL_ANNOTATION, LEASE_NAME, LeaderElectionConfig, LeaderElector,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube_support::{Cluster, KubeServer, TestNamespace, client, wait_until};
+use serde_json::json;
 
 const API: Cluster = Cluster::Api;
 
@@ -89,6 +93,19 @@ async fn one_elector_leads_and_another_takes_over() {
     );
 }
 
+async fn leader_url(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt(LEASE_NAME)
+        .await
+        .unwrap()
+        .and_then(|l| l.metadata.annotations)
+        .and_then(|a| a.get(LEADER_URL_ANNOTATION).cloned())
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
 #[tokio::test]
 async fn two_server_replicas_elect_one_leader_and_fail_over() {
     let client = client(API).await;
@@ -99,14 +116,72 @@ async fn two_server_replicas_elect_one_leader_and_fail_over() {
         holder(&leases).await.as_deref() == Some("replica-1")
     })
     .await;
+    // The leader publishes where its API is reached.
+    assert_eq!(
+        leader_url(&leases).await.as_deref(),
+        Some(first.url.as_str())
+    );
     let second = KubeServer::start(API, &ns.name, "replica-2", &[]);
+    // The first replica minted the admin key; the second uses the same store.
+    let http = agenttier_integration_tests::client_with_key(first.admin_key.as_deref().unwrap());
     // Both serve the API.
     for server in [&first, &second] {
         let response = reqwest::get(format!("{}/healthz", server.url))
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        let response = reqwest::get(format!("{}/readyz", server.url))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
     }
+    assert!(
+        second
+            .log()
+            .contains("following; API requests are forwarded"),
+        "{}",
+        second.log()
+    );
+
+    // A create and a GET through the follower reach the leader's actors.
+    let created = http
+        .post(second.api("/sandboxes"))
+        .json(&json!({
+            "name": "via-follower",
+            "templateRef": {"name": "minimal-shell", "kind": "ClusterSandboxTemplate"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = agenttier_integration_tests::status_json(created).await;
+    assert_eq!(status, 201, "{body}\n{}\n{}", second.log(), first.log());
+    assert_eq!(body["name"], "via-follower");
+    let fetched = http
+        .get(second.api("/sandboxes/via-follower"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = agenttier_integration_tests::status_json(fetched).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "via-follower");
+    let follower_log = second.log();
+    assert!(
+        follower_log.contains("forwarding to the leader"),
+        "{follower_log}"
+    );
+    // Only the leader's actors act: the follower runs no sandbox actor.
+    assert!(first.log().contains("via-follower"), "{}", first.log());
+    assert_eq!(
+        count(&follower_log, "starting sandbox actors"),
+        0,
+        "{follower_log}"
+    );
+    assert_eq!(
+        count(&follower_log, "sandbox transition"),
+        0,
+        "{follower_log}"
+    );
+
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(
         holder(&leases).await.as_deref(),
@@ -114,7 +189,7 @@ async fn two_server_replicas_elect_one_leader_and_fail_over() {
         "the leader keeps renewing"
     );
 
-    // kill -9: the other replica takes over after the 15 s lease.
+    // kill -9: the other replica takes over after the 15 s lease and serves directly.
     first.kill();
     wait_until(
         Duration::from_secs(40),
@@ -122,9 +197,31 @@ async fn two_server_replicas_elect_one_leader_and_fail_over() {
         || async { holder(&leases).await.as_deref() == Some("replica-2") },
     )
     .await;
-    assert!(
-        second.log().contains("leadership changed"),
-        "{}",
-        second.log()
+    assert_eq!(
+        leader_url(&leases).await.as_deref(),
+        Some(second.url.as_str())
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "replica-2 to start its actors",
+        || async { second.log().contains("leading: the actors") },
+    )
+    .await;
+    let forwarded_before = count(&second.log(), "forwarding to the leader");
+    let fetched = http
+        .get(second.api("/sandboxes/via-follower"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = agenttier_integration_tests::status_json(fetched).await;
+    assert_eq!(status, 200, "{body}\n{}", second.log());
+    assert_eq!(body["name"], "via-follower");
+    let log = second.log();
+    assert!(log.contains("leadership changed"), "{log}");
+    assert!(log.contains("starting sandbox actors"), "{log}");
+    assert_eq!(
+        count(&log, "forwarding to the leader"),
+        forwarded_before,
+        "the new leader serves directly\n{log}"
     );
 }

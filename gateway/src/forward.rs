@@ -1,0 +1,344 @@
+//! Every replica serves the API; only the leader runs the actors. `Replica::router` answers
+//! with the local app while this replica leads (it is swapped in and out as leadership
+//! changes), and otherwise forwards every request to the leader's published URL (a reverse
+//! proxy like the preview one: bodies stream both ways, SSE passes through, WebSocket upgrades
+//! are joined byte for byte). `/healthz`, `/readyz` and `/metrics` stay local. While no leader
+//! is known a follower answers 503 with a JSON error.
+
+use std::sync::{Arc, RwLock};
+
+use agenttier_actors::leader::LeaderView;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::error::ApiError;
+
+/// The header a follower marks forwarded requests with (its identity), so a request is never
+/// forwarded twice (two replicas that each believe the other leads answer 503 instead).
+pub const FORWARDED_BY: &str = "x-agenttier-forwarded-by";
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// This replica's view of the cluster: the local app while it leads, the leader's URL.
+#[derive(Clone)]
+pub struct Replica {
+    local: Arc<RwLock<Option<Router>>>,
+    view: watch::Receiver<LeaderView>,
+    identity: Arc<str>,
+}
+
+impl Replica {
+    /// A replica that forwards to the leader `view` names until `lead` installs a local app.
+    pub fn new(identity: &str, view: watch::Receiver<LeaderView>) -> Self {
+        Self {
+            local: Arc::new(RwLock::new(None)),
+            view,
+            identity: identity.into(),
+        }
+    }
+
+    /// Serve with `app` (this replica leads).
+    pub fn lead(&self, app: Router) {
+        if let Ok(mut local) = self.local.write() {
+            *local = Some(app);
+        }
+    }
+
+    /// Forward from now on (leadership lost).
+    pub fn follow(&self) {
+        if let Ok(mut local) = self.local.write() {
+            *local = None;
+        }
+    }
+
+    fn local(&self) -> Option<Router> {
+        self.local.read().ok().and_then(|local| local.clone())
+    }
+
+    /// The whole HTTP surface of a replica.
+    pub fn router(self) -> Router {
+        Router::new().fallback(handle).with_state(self)
+    }
+}
+
+async fn handle(State(replica): State<Replica>, request: Request) -> Response {
+    if let Some(app) = replica.local() {
+        return match app.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    }
+    match request.uri().path() {
+        "/healthz" => return "ok".into_response(),
+        // A follower is ready: it forwards, or answers 503 per request while no leader is known.
+        "/readyz" => return "ok".into_response(),
+        "/metrics" => {
+            return (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                "# this replica follows; the leader serves the actors' metrics\n",
+            )
+                .into_response();
+        }
+        _ => {}
+    }
+    if request.headers().contains_key(FORWARDED_BY) {
+        return no_leader("the replica this request was forwarded to does not lead either");
+    }
+    let leader = replica.view.borrow().leader_url.clone();
+    let Some(leader) = leader else {
+        return no_leader("no leader is known yet; retry shortly");
+    };
+    match forward(&replica, &leader, request).await {
+        Ok(response) => response,
+        Err(message) => {
+            tracing::info!(error = %message, %leader, "forwarding to the leader failed");
+            no_leader(&format!("the leader at {leader} did not answer: {message}"))
+        }
+    }
+}
+
+fn no_leader(message: &str) -> Response {
+    let mut response = ApiError::Unavailable(message.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// `host:port` of an `http://` URL.
+fn authority(url: &str) -> Result<String, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("invalid leader URL {url}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("the leader URL {url} is not http://"));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("the leader URL {url} has no host"))?;
+    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80)))
+}
+
+async fn forward(
+    replica: &Replica,
+    leader: &str,
+    mut request: Request,
+) -> Result<Response, String> {
+    let authority = authority(leader)?;
+    let upgrade = wants_upgrade(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    parts.uri = path.parse().map_err(|e| format!("invalid path: {e}"))?;
+    parts.version = axum::http::Version::HTTP_11;
+    let original_host = parts.headers.get(header::HOST).cloned();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    upstream_headers(&mut parts.headers, upgrade, &authority, original_host, peer);
+    if let Ok(identity) = HeaderValue::from_str(&replica.identity) {
+        parts
+            .headers
+            .insert(HeaderName::from_static(FORWARDED_BY), identity);
+    }
+    tracing::info!(
+        method = %parts.method,
+        path = %parts.uri.path(),
+        %leader,
+        "forwarding to the leader"
+    );
+    let upstream_request = axum::http::Request::from_parts(parts, body);
+    let connection = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = connection.set_nodelay(true);
+    let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(connection))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = driver.with_upgrades().await {
+            tracing::debug!(error = %e, "connection to the leader ended");
+        }
+    });
+    let mut response = sender
+        .send_request(upstream_request)
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err("the leader switched protocols without being asked".into());
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
+            match (client, upstream) {
+                (Ok(client), Ok(upstream)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+                (client, upstream) => tracing::info!(
+                    client = ?client.err(),
+                    upstream = ?upstream.err(),
+                    "a forwarded upgrade did not complete"
+                ),
+            }
+        });
+        let (parts, _) = response.into_parts();
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    let (mut parts, body) = response.into_parts();
+    strip(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade && headers.contains_key(header::UPGRADE)
+}
+
+fn upstream_headers(
+    headers: &mut HeaderMap,
+    upgrade: bool,
+    authority: &str,
+    original_host: Option<HeaderValue>,
+    peer: Option<std::net::IpAddr>,
+) {
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    strip(headers);
+    if upgrade && let Some(value) = upgrade_value {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, value);
+    }
+    if let Ok(host) = HeaderValue::from_str(authority) {
+        headers.insert(header::HOST, host);
+    }
+    if let Some(original) = original_host
+        && !headers.contains_key("x-forwarded-host")
+    {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), original);
+    }
+    if let Some(peer) = peer {
+        let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(existing) => format!("{existing}, {peer}"),
+            None => peer.to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&chain) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+        }
+    }
+}
+
+fn strip(headers: &mut HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty() && token != "upgrade")
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_urls_become_authorities() {
+        assert_eq!(authority("http://10.0.0.5:8080").unwrap(), "10.0.0.5:8080");
+        assert_eq!(authority("http://leader/").unwrap(), "leader:80");
+        assert!(authority("https://leader").is_err());
+        assert!(authority("not a url").is_err());
+    }
+
+    #[tokio::test]
+    async fn without_a_leader_api_requests_get_a_json_503_and_health_stays_local() {
+        let (_tx, rx) = watch::channel(LeaderView::default());
+        let app = Replica::new("me", rx).router();
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/api/v1/sandboxes")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(json.get("error").is_some(), "{json}");
+        let health = app
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_leading_replica_answers_locally() {
+        let (_tx, rx) = watch::channel(LeaderView {
+            rounds: 1,
+            leading: false,
+            leader_url: Some("http://127.0.0.1:1".to_string()),
+        });
+        let replica = Replica::new("me", rx);
+        replica.lead(Router::new().route("/api/v1/x", axum::routing::get(|| async { "local" })));
+        let response = replica
+            .clone()
+            .router()
+            .oneshot(Request::get("/api/v1/x").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        replica.follow();
+        let response = replica
+            .router()
+            .oneshot(
+                Request::get("/api/v1/x")
+                    .header(FORWARDED_BY, "other")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
