@@ -118,11 +118,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // The first round decides before the banner, so a single replica is ready when it prints.
     let mut view = view;
     let _ = view.wait_for(|v| v.rounds > 0).await;
+    let mut relay = None;
     let first = if view.borrow().leading {
         let term = terms.start().await?;
         replica.lead(term.app.clone());
         Some(term)
     } else {
+        relay = terms.start_relay(&view).await;
         tracing::info!(leader = ?view.borrow().leader_url, "following; API requests are forwarded to the leader");
         None
     };
@@ -137,7 +139,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         terms,
         replica.clone(),
         view,
-        first,
+        (first, relay),
         stop_rx,
     ));
     // Minted only once everything is up, so a failed first start never swallows the key.
@@ -192,6 +194,17 @@ struct Terms {
     log_level: agenttier_gateway::state::LogLevelControl,
 }
 
+/// A follower's webhook relay.
+struct Relay(tokio::task::JoinHandle<()>);
+
+impl Relay {
+    /// Stops relaying and frees the port.
+    async fn stop(self) {
+        self.0.abort();
+        let _ = self.0.await;
+    }
+}
+
 /// One term as leader: the actor system, the cluster's leader work, the webhook, the app.
 struct Term {
     system: ActorSystem,
@@ -201,6 +214,24 @@ struct Term {
 }
 
 impl Terms {
+    /// On a follower with the webhook on: relays the webhook port to the leader's.
+    async fn start_relay(&self, view: &watch::Receiver<LeaderView>) -> Option<Relay> {
+        let kube = &self.args.kubernetes;
+        if !kube.enable_webhook {
+            return None;
+        }
+        let address = kube.webhook_listen_addr;
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Some(Relay(tokio::spawn(
+                agenttier_gateway::forward::relay_to_leader(listener, view.clone(), address.port()),
+            ))),
+            Err(error) => {
+                tracing::error!(%error, %address, "cannot relay the webhook port to the leader");
+                None
+            }
+        }
+    }
+
     /// Starts the actors (re-adopting running sandboxes) and builds the app on them.
     async fn start(&self) -> Result<Term> {
         let args = &self.args;
@@ -252,6 +283,8 @@ impl Term {
         }
         if let Some(webhook) = self.webhook {
             webhook.abort();
+            // Its port is free once the task is gone (a follower's relay binds it next).
+            let _ = webhook.await;
         }
         self.system.shutdown().await;
     }
@@ -263,7 +296,7 @@ async fn follow_leadership(
     terms: Terms,
     replica: Replica,
     mut view: watch::Receiver<LeaderView>,
-    mut current: Option<Term>,
+    (mut current, mut relay): (Option<Term>, Option<Relay>),
     mut stop: watch::Receiver<bool>,
 ) -> Option<Arc<Cluster>> {
     loop {
@@ -273,21 +306,28 @@ async fn follow_leadership(
         }
         let leading = view.borrow().leading;
         match (leading, current.is_some()) {
-            (true, false) => match terms.start().await {
-                Ok(term) => {
-                    tracing::info!("leading: the actors, controller and warm pool run here");
-                    replica.lead(term.app.clone());
-                    current = Some(term);
+            (true, false) => {
+                if let Some(relay) = relay.take() {
+                    relay.stop().await;
                 }
-                Err(error) => {
-                    tracing::error!(error = %format!("{error:#}"), "could not start leading; retrying")
+                match terms.start().await {
+                    Ok(term) => {
+                        tracing::info!("leading: the actors, controller and warm pool run here");
+                        replica.lead(term.app.clone());
+                        current = Some(term);
+                    }
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        tracing::error!(%error, "could not start leading; retrying");
+                    }
                 }
-            },
+            }
             (false, true) => {
                 replica.follow();
                 if let Some(term) = current.take() {
                     term.stop().await;
                 }
+                relay = terms.start_relay(&view).await;
                 tracing::info!(
                     leader = ?view.borrow().leader_url,
                     "following; API requests are forwarded to the leader"
@@ -297,6 +337,9 @@ async fn follow_leadership(
         }
     }
     replica.follow();
+    if let Some(relay) = relay.take() {
+        relay.stop().await;
+    }
     if let Some(term) = current.take() {
         term.stop().await;
     }

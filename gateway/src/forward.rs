@@ -212,6 +212,46 @@ async fn forward(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
+/// Relays every connection accepted on `listener` to `port` on the leader's host, byte for byte
+/// (TLS passes through untouched): a follower's admission webhook port, so the webhook Service
+/// may route to any replica. Connections while no leader is known are closed. Runs until
+/// aborted.
+pub async fn relay_to_leader(
+    listener: tokio::net::TcpListener,
+    view: watch::Receiver<LeaderView>,
+    port: u16,
+) {
+    loop {
+        let mut inbound = match listener.accept().await {
+            Ok((inbound, _)) => inbound,
+            Err(error) => {
+                tracing::debug!(%error, "relay accept failed");
+                continue;
+            }
+        };
+        let host = view
+            .borrow()
+            .leader_url
+            .as_deref()
+            .and_then(|url| url.parse::<Uri>().ok())
+            .and_then(|uri| uri.host().map(|h| h.trim_matches(['[', ']']).to_string()));
+        tokio::spawn(async move {
+            let Some(host) = host else {
+                tracing::info!("no leader is known: closing a relayed connection");
+                return;
+            };
+            match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+                Ok(mut outbound) => {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+                Err(error) => {
+                    tracing::info!(%error, %host, port, "the leader's port did not answer")
+                }
+            }
+        });
+    }
+}
+
 fn wants_upgrade(headers: &HeaderMap) -> bool {
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
@@ -310,6 +350,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(health.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_relay_joins_connections_to_the_leaders_port() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream_port = upstream.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = upstream.accept().await.unwrap();
+            let mut buffer = [0u8; 5];
+            socket.read_exact(&mut buffer).await.unwrap();
+            socket.write_all(&buffer).await.unwrap();
+        });
+        let (_tx, rx) = watch::channel(LeaderView {
+            rounds: 1,
+            leading: false,
+            leader_url: Some("http://127.0.0.1:8080".to_string()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let relay = tokio::spawn(relay_to_leader(listener, rx, upstream_port));
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        client.write_all(b"hello").await.unwrap();
+        let mut echoed = [0u8; 5];
+        client.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"hello");
+        relay.abort();
     }
 
     #[tokio::test]

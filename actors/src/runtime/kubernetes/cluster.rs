@@ -1,7 +1,8 @@
 //! Everything `serve --runtime kubernetes` starts besides the actor system, so the binary only
 //! wires: the API client (kubeconfig or in-cluster), the CRDs (create-or-update unless
-//! `--manage-crds=false`), the Kubernetes store and runtime, Lease-based leader election, the
-//! leader's Sandbox controller and the warm pool's ConfigMap follower.
+//! `--manage-crds=false`), the Kubernetes store and runtime, Lease-based leader election (the
+//! leader publishes its URL), and for each term as leader the Sandbox controller and the warm
+//! pool's ConfigMap follower.
 
 use std::path::PathBuf;
 use std::sync::Arc;
