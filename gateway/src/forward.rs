@@ -408,4 +408,108 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
+
+    /// A stand-in leader: a streamed echo, an SSE stream and a WebSocket echo.
+    async fn leader() -> String {
+        use axum::extract::ws::{Message, WebSocketUpgrade};
+        use axum::response::sse::{Event, Sse};
+        use futures::StreamExt;
+        let app = Router::new()
+            .route(
+                "/api/v1/echo",
+                axum::routing::post(|headers: HeaderMap, body: Body| async move {
+                    let by = headers
+                        .get(FORWARDED_BY)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let host = headers.get("x-forwarded-host").is_some().to_string();
+                    ([("x-by", by), ("x-had-host", host)], body)
+                }),
+            )
+            .route(
+                "/api/v1/events",
+                axum::routing::get(|| async {
+                    let events = futures::stream::iter(["one", "two", "three"])
+                        .map(|data| Ok::<_, std::convert::Infallible>(Event::default().data(data)));
+                    Sse::new(events)
+                }),
+            )
+            .route(
+                "/ws",
+                axum::routing::get(|upgrade: WebSocketUpgrade| async move {
+                    upgrade.on_upgrade(|mut socket| async move {
+                        while let Some(Ok(message)) = socket.next().await {
+                            if let Message::Text(text) = message {
+                                let _ = socket.send(Message::Text(text)).await;
+                            }
+                        }
+                    })
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_follower_forwards_bodies_sse_and_websockets_to_the_leader() {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let leader_url = leader().await;
+        let (_tx, rx) = watch::channel(LeaderView {
+            rounds: 1,
+            leading: false,
+            leader_url: Some(leader_url),
+        });
+        let app = Replica::new("follower-1", rx)
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let http = reqwest::Client::new();
+
+        let body = "x".repeat(256 * 1024);
+        let response = http
+            .post(format!("http://{address}/api/v1/echo"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-by"], "follower-1");
+        assert_eq!(response.headers()["x-had-host"], "true");
+        assert_eq!(response.text().await.unwrap(), body);
+
+        let response = http
+            .get(format!("http://{address}/api/v1/events"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains("data: one")
+                && text.contains("data: two")
+                && text.contains("data: three"),
+            "{text}"
+        );
+
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+            .await
+            .unwrap();
+        socket.send(Message::text("ping")).await.unwrap();
+        let echoed = socket.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), "ping");
+
+        // Health stays local: the leader has no /healthz route.
+        let health = http
+            .get(format!("http://{address}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+    }
 }
