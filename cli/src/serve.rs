@@ -1,5 +1,7 @@
 //! `agenttier serve`: opens the store, seeds the default templates, mints the first admin key,
-//! starts the runtime and the actor system, and serves the gateway until SIGINT/SIGTERM.
+//! starts the runtime and the actor system, and serves the gateway until SIGINT/SIGTERM. With
+//! Kubernetes leader election the actor system runs only while this replica leads (a term);
+//! a follower forwards the API to the leader.
 
 use std::path::PathBuf;
 use std::sync::Arc;
