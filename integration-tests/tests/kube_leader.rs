@@ -2,7 +2,8 @@
 //! leases (one leads; a crashed leader is replaced once its lease expires; a graceful one hands
 //! over at once), then two real `agenttier serve` replicas (one holds `agenttier-controller-
 //! leader` and publishes its URL; the other forwards the API to it, runs no sandbox actor, and
-//! after `kill -9` of the leader takes over and serves directly).
+//! after `kill -9` of the leader takes over and serves directly; losing the Lease stops its
+//! actors, and winning it again starts new ones in the same process).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +15,10 @@ use agenttier_actors::leader::{
     LEADER_URL_ANNOTATION, LEASE_NAME, LeaderElectionConfig, LeaderElector,
 };
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
+use kube::api::PostParams;
 use kube_support::{Cluster, KubeServer, TestNamespace, client, wait_until};
 use serde_json::json;
 
@@ -224,4 +228,62 @@ async fn two_server_replicas_elect_one_leader_and_fail_over() {
         forwarded_before,
         "the new leader serves directly\n{log}"
     );
+
+    // Losing the Lease stops the actors: another holder (publishing no URL, valid for an hour)
+    // takes it, and replica-2 follows with no leader to forward to.
+    let followed_before = count(&log, "following; API requests are forwarded");
+    loop {
+        let mut lease = leases.get(LEASE_NAME).await.unwrap();
+        let spec = lease.spec.as_mut().unwrap();
+        spec.holder_identity = Some("intruder".into());
+        spec.lease_duration_seconds = Some(3600);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        if let Some(annotations) = lease.metadata.annotations.as_mut() {
+            annotations.remove(LEADER_URL_ANNOTATION);
+        }
+        match leases
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "replica-2 to stop leading",
+        || async {
+            count(&second.log(), "following; API requests are forwarded") > followed_before
+        },
+    )
+    .await;
+    let response = http
+        .get(second.api("/sandboxes/via-follower"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = agenttier_integration_tests::status_json(response).await;
+    assert_eq!(status, 503, "{body}\n{}", second.log());
+    assert!(body["error"].is_string(), "{body}");
+
+    // The Lease gone, replica-2 leads again in the same process: new actors, served directly.
+    let led_before = count(&second.log(), "leading: the actors");
+    leases
+        .delete(LEASE_NAME, &Default::default())
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "replica-2 to lead again",
+        || async { count(&second.log(), "leading: the actors") > led_before },
+    )
+    .await;
+    let response = http
+        .get(second.api("/sandboxes/via-follower"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = agenttier_integration_tests::status_json(response).await;
+    assert_eq!(status, 200, "{body}\n{}", second.log());
 }
