@@ -19,6 +19,10 @@ use tokio::sync::watch;
 /// The Lease name of the controller (contract §8.4).
 pub const LEASE_NAME: &str = "agenttier-controller-leader";
 
+/// The Lease annotation where the holder publishes the URL its API is reached at, so followers
+/// can forward requests that need the actors to it.
+pub const LEADER_URL_ANNOTATION: &str = "agenttier.io/leader-url";
+
 /// How the election runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderElectionConfig {
@@ -32,6 +36,9 @@ pub struct LeaderElectionConfig {
     pub lease_duration: Duration,
     /// How often the holder renews and a follower retries.
     pub renew_every: Duration,
+    /// The URL this replica's API is reached at by the other replicas (published in the Lease
+    /// while it leads).
+    pub advertise_url: Option<String>,
 }
 
 impl LeaderElectionConfig {
@@ -43,6 +50,7 @@ impl LeaderElectionConfig {
             identity: identity.into(),
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
+            advertise_url: None,
         }
     }
 }
@@ -84,9 +92,22 @@ pub fn decide(lease: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Deci
     }
 }
 
+/// Who leads, as this replica last saw the Lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    /// How many rounds have completed (0: not decided yet).
+    pub rounds: u64,
+    /// Whether this replica leads.
+    pub leading: bool,
+    /// The leader's published URL (this replica's own while it leads); `None` while no leader
+    /// is known or it published none.
+    pub leader_url: Option<String>,
+}
+
 /// Runs leader election until dropped; `is_leader()` says whether this replica leads now.
 pub struct LeaderElector {
     state: watch::Receiver<bool>,
+    view: watch::Receiver<LeaderView>,
     task: tokio::task::JoinHandle<()>,
     release: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -95,10 +116,12 @@ impl LeaderElector {
     /// Starts electing.
     pub fn start(client: Client, config: LeaderElectionConfig) -> Self {
         let (tx, rx) = watch::channel(false);
+        let (view_tx, view_rx) = watch::channel(LeaderView::default());
         let (release_tx, release_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(run(client, config, tx, release_rx));
+        let task = tokio::spawn(run(client, config, tx, view_tx, release_rx));
         Self {
             state: rx,
+            view: view_rx,
             task,
             release: Some(release_tx),
         }
@@ -112,6 +135,11 @@ impl LeaderElector {
     /// A receiver that changes whenever leadership does.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.state.clone()
+    }
+
+    /// A receiver of who leads (and where), updated every round.
+    pub fn view(&self) -> watch::Receiver<LeaderView> {
+        self.view.clone()
     }
 
     /// Gives the Lease up (if held) and stops electing.
@@ -133,23 +161,43 @@ async fn run(
     client: Client,
     config: LeaderElectionConfig,
     leading: watch::Sender<bool>,
+    view: watch::Sender<LeaderView>,
     mut release: tokio::sync::oneshot::Receiver<()>,
 ) {
     let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut last_renewal: Option<tokio::time::Instant> = None;
+    let mut rounds = 0u64;
     loop {
-        match try_once(&leases, &config).await {
-            Ok(true) => last_renewal = Some(tokio::time::Instant::now()),
-            Ok(false) => last_renewal = None,
-            Err(error) => {
-                tracing::warn!(%error, "leader election: could not read or write the Lease")
+        let other_url = match try_once(&leases, &config).await {
+            Ok(Round::Leading) => {
+                last_renewal = Some(tokio::time::Instant::now());
+                None
             }
-        }
+            Ok(Round::Following(url)) => {
+                last_renewal = None;
+                url
+            }
+            Err(error) => {
+                tracing::warn!(%error, "leader election: could not read or write the Lease");
+                None
+            }
+        };
         let lead = last_renewal.is_some_and(|t| t.elapsed() < config.lease_duration);
         if *leading.borrow() != lead {
             tracing::info!(identity = %config.identity, leader = lead, "leadership changed");
             let _ = leading.send(lead);
         }
+        rounds += 1;
+        let leader_url = if lead {
+            config.advertise_url.clone()
+        } else {
+            other_url
+        };
+        let _ = view.send(LeaderView {
+            rounds,
+            leading: lead,
+            leader_url,
+        });
         tokio::select! {
             () = tokio::time::sleep(config.renew_every) => {}
             _ = &mut release => {
@@ -157,21 +205,49 @@ async fn run(
                     release_lease(&leases, &config).await;
                 }
                 let _ = leading.send(false);
+                view.send_modify(|v| {
+                    v.leading = false;
+                    v.leader_url = None;
+                });
                 return;
             }
         }
     }
 }
 
-/// One round: true when this replica holds the Lease afterwards.
-async fn try_once(leases: &Api<Lease>, config: &LeaderElectionConfig) -> Result<bool, kube::Error> {
+/// What a round found.
+enum Round {
+    /// This replica holds the Lease.
+    Leading,
+    /// Another replica does (or won a race): the URL it published, if any.
+    Following(Option<String>),
+}
+
+/// The URL a Lease's holder published.
+fn published_url(lease: &Lease) -> Option<String> {
+    lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(LEADER_URL_ANNOTATION)
+        .filter(|url| !url.is_empty())
+        .cloned()
+}
+
+/// One round: whether this replica holds the Lease afterwards.
+async fn try_once(
+    leases: &Api<Lease>,
+    config: &LeaderElectionConfig,
+) -> Result<Round, kube::Error> {
     let now = Timestamp::now();
     let current = leases.get_opt(&config.lease_name).await?;
     let spec = current.as_ref().and_then(|l| l.spec.as_ref());
     let decision = decide(spec, &config.identity, now);
     let mut next = spec.cloned().unwrap_or_default();
     match decision {
-        Decision::Follow(_) => return Ok(false),
+        Decision::Follow(_) => {
+            return Ok(Round::Following(current.as_ref().and_then(published_url)));
+        }
         Decision::Renew => {}
         Decision::Acquire => {
             next.holder_identity = Some(config.identity.clone());
@@ -182,15 +258,23 @@ async fn try_once(leases: &Api<Lease>, config: &LeaderElectionConfig) -> Result<
     }
     next.renew_time = Some(MicroTime(now));
     next.lease_duration_seconds = Some(config.lease_duration.as_secs() as i32);
+    let annotate = |metadata: &mut ObjectMeta| {
+        let annotations = metadata.annotations.get_or_insert_with(Default::default);
+        match &config.advertise_url {
+            Some(url) => annotations.insert(LEADER_URL_ANNOTATION.to_string(), url.clone()),
+            None => annotations.remove(LEADER_URL_ANNOTATION),
+        };
+    };
     let outcome = match current {
         Some(mut lease) => {
             lease.spec = Some(next);
+            annotate(&mut lease.metadata);
             leases
                 .replace(&config.lease_name, &PostParams::default(), &lease)
                 .await
         }
         None => {
-            let lease = Lease {
+            let mut lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(config.lease_name.clone()),
                     namespace: Some(config.namespace.clone()),
@@ -198,13 +282,14 @@ async fn try_once(leases: &Api<Lease>, config: &LeaderElectionConfig) -> Result<
                 },
                 spec: Some(next),
             };
+            annotate(&mut lease.metadata);
             leases.create(&PostParams::default(), &lease).await
         }
     };
     match outcome {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok(Round::Leading),
         // Someone else wrote first (a conflict, or a create that lost the race).
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Round::Following(None)),
         Err(e) => Err(e),
     }
 }
@@ -217,6 +302,9 @@ async fn release_lease(leases: &Api<Lease>, config: &LeaderElectionConfig) {
     {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
+        if let Some(annotations) = lease.metadata.annotations.as_mut() {
+            annotations.remove(LEADER_URL_ANNOTATION);
+        }
         let _ = leases
             .replace(&config.lease_name, &PostParams::default(), &lease)
             .await;

@@ -161,6 +161,11 @@ pub struct KubernetesArgs {
     /// This replica's identity in the Lease (default: the Pod name, else the host name).
     #[arg(long, env = "POD_NAME")]
     pub leader_identity: Option<String>,
+    /// The URL the other replicas reach this one's API at, published in the Lease while it leads
+    /// so followers forward to it (the chart sets `http://$(POD_IP):<port>`; default: the
+    /// listen address, when it is not a wildcard).
+    #[arg(long, env = "AGENTTIER_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// The image of sandboxes whose template names none.
     #[arg(long, default_value = agenttier_crds::defaults::DEFAULT_IMAGE)]
     pub sandbox_image: String,

@@ -1,5 +1,7 @@
 //! `agenttier serve`: opens the store, seeds the default templates, mints the first admin key,
-//! starts the runtime and the actor system, and serves the gateway until SIGINT/SIGTERM.
+//! starts the runtime and the actor system, and serves the gateway until SIGINT/SIGTERM. With
+//! Kubernetes leader election the actor system runs only while this replica leads (a term);
+//! a follower forwards the API to the leader.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,10 +9,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use kube::ResourceExt;
 
+use agenttier_actors::leader::LeaderView;
 use agenttier_actors::pool::PoolOptions;
 use agenttier_actors::runtime::Runtime;
 use agenttier_actors::runtime::kubernetes::KubernetesRuntimeConfig;
-use agenttier_actors::runtime::kubernetes::cluster::{Cluster, ClusterOptions};
+use agenttier_actors::runtime::kubernetes::cluster::{Cluster, ClusterOptions, LeaderWork};
 use agenttier_actors::runtime::kubernetes::ports::PreviewConfig;
 use agenttier_actors::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use agenttier_actors::sandbox::SandboxTimings;
@@ -20,7 +23,9 @@ use agenttier_actors::store::{Store, StoreError, TypedStore};
 use agenttier_actors::{ActorSystem, SystemOptions};
 use agenttier_crds::ClusterSandboxTemplate;
 use agenttier_gateway::auth::{Authenticator, OidcConfig, OidcVerifier, api_keys};
+use agenttier_gateway::forward::Replica;
 use agenttier_gateway::{AppState, GatewayConfig};
+use tokio::sync::watch;
 
 use crate::args::{LifecycleArgs, RuntimeKind, ServeArgs};
 
@@ -64,63 +69,101 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     };
     seed_default_templates(store.as_ref()).await?;
-    let options = system_options(&args.lifecycle, &args.sandbox_namespace);
-    let system = ActorSystem::start_with(store.clone() as Arc<dyn Store>, runtime, options)
-        .await
-        .context("cannot start the actor system")?;
-    if let Some(cluster) = cluster.as_mut() {
-        cluster.start_background(system.control.clone());
-    }
-    let state = AppState {
-        control: system.control.clone(),
-        auth: Arc::new(authenticator(&args, store.clone() as Arc<dyn Store>).await?),
-        config: Arc::new(GatewayConfig {
-            default_namespace: args.sandbox_namespace.clone(),
-            log_level: Some(log_level),
-            terminal: agenttier_gateway::routes::terminal::TerminalConfig {
-                heartbeat: args.interactive.terminal_heartbeat_interval,
-                reconnect_window: args.interactive.terminal_reconnect_window,
-                ring_bytes: args.interactive.terminal_replay_bytes,
-                ..Default::default()
-            },
-            max_upload_bytes: args.interactive.max_upload_bytes,
-            rate_limit: args.rate_limit.config(),
-            ..Default::default()
-        }),
-    };
+    let auth = Arc::new(authenticator(&args, store.clone() as Arc<dyn Store>).await?);
+    anyhow::ensure!(
+        !args.kubernetes.enable_webhook || matches!(args.runtime, RuntimeKind::Kubernetes),
+        "--enable-webhook needs --runtime kubernetes"
+    );
     let listener = tokio::net::TcpListener::bind(args.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen_addr))?;
     let address = listener.local_addr()?;
-    // Up before the banner, so whoever waits for the banner can register it.
-    let webhook = if args.kubernetes.enable_webhook {
-        anyhow::ensure!(
-            matches!(args.runtime, RuntimeKind::Kubernetes),
-            "--enable-webhook needs --runtime kubernetes"
+    let identity = cluster_options(&args).identity;
+    let advertise_url = args
+        .kubernetes
+        .advertise_url
+        .clone()
+        .or_else(|| (!address.ip().is_unspecified()).then(|| format!("http://{address}")));
+    // With leader election, only the leader runs the actors (sandbox actors, warm pool,
+    // controller); every replica serves the API and a follower forwards to the leader.
+    let election = match cluster.as_mut() {
+        Some(cluster) => cluster.start_election(advertise_url.clone()),
+        None => None,
+    };
+    if election.is_some() && advertise_url.is_none() {
+        tracing::warn!(
+            "no --advertise-url and a wildcard listen address: followers cannot forward to this \
+             replica while it leads"
         );
-        Some(start_webhook(&args, &system.control).await?)
+    }
+    let (view, _fixed) = match election {
+        Some(view) => (view, None),
+        None => {
+            let (tx, rx) = watch::channel(LeaderView {
+                rounds: 1,
+                leading: true,
+                leader_url: advertise_url.clone(),
+            });
+            (rx, Some(tx))
+        }
+    };
+    let replica = Replica::new(&identity, view.clone());
+    let terms = Terms {
+        args: Arc::new(args),
+        store: store.clone(),
+        runtime,
+        cluster: cluster.map(Arc::new),
+        auth,
+        log_level,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The first round decides before the banner, so a single replica is ready when it prints.
+    let mut view = view;
+    let _ = view.wait_for(|v| v.rounds > 0).await;
+    let mut relay = None;
+    let first = if view.borrow().leading {
+        let term = terms.start().await?;
+        replica.lead(term.app.clone());
+        Some(term)
     } else {
+        relay = terms.start_relay(&view).await;
+        tracing::info!(leader = ?view.borrow().leader_url, "following; API requests are forwarded to the leader");
         None
     };
+    let rate_limited = terms.args.rate_limit.config().enabled();
+    let dev_auth = terms.args.dev_auth;
+    let (per_ip_rate, per_user_rate, trust) = (
+        terms.args.rate_limit.per_ip_rate,
+        terms.args.rate_limit.per_user_rate,
+        terms.args.rate_limit.trust_forwarded_headers,
+    );
+    let follow = tokio::spawn(follow_leadership(
+        terms,
+        replica.clone(),
+        view,
+        (first, relay),
+        stop_rx,
+    ));
     // Minted only once everything is up, so a failed first start never swallows the key.
     let admin_key = bootstrap_admin_key(store.as_ref()).await?;
     print_banner(
         &address.to_string(),
         &data_dir,
-        args.dev_auth,
+        dev_auth,
         admin_key.as_deref(),
     );
-    if args.rate_limit.config().enabled() {
+    if rate_limited {
         tracing::info!(
-            per_ip_rate = args.rate_limit.per_ip_rate,
-            per_user_rate = args.rate_limit.per_user_rate,
-            trust_forwarded_headers = args.rate_limit.trust_forwarded_headers,
+            per_ip_rate,
+            per_user_rate,
+            trust_forwarded_headers = trust,
             "rate limiting is on"
         );
     }
     // With connect info: the per-IP rate limit keys on the socket peer.
-    let app =
-        agenttier_gateway::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = replica
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Streams (SSE, WebSocket, downloads) write many small pieces: without TCP_NODELAY, Nagle's
     // algorithm and the client's delayed ACK hold each second piece for ~40 ms.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -132,17 +175,177 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
-    if let Some(webhook) = webhook {
-        webhook.abort();
-    }
     tracing::info!(
         "shutting down; running sandboxes keep running and are re-adopted on the next start"
     );
-    system.shutdown().await;
-    if let Some(cluster) = cluster {
+    let _ = stop_tx.send(true);
+    let cluster = follow.await.context("the leadership follower failed")?;
+    if let Some(cluster) = cluster.and_then(|c| Arc::try_unwrap(c).ok()) {
         cluster.shutdown().await;
     }
     Ok(())
+}
+
+/// What a leader's term needs to start.
+struct Terms {
+    args: Arc<ServeArgs>,
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    cluster: Option<Arc<Cluster>>,
+    auth: Arc<Authenticator>,
+    log_level: agenttier_gateway::state::LogLevelControl,
+}
+
+/// A follower's webhook relay.
+struct Relay(tokio::task::JoinHandle<()>);
+
+impl Relay {
+    /// Stops relaying and frees the port.
+    async fn stop(self) {
+        self.0.abort();
+        let _ = self.0.await;
+    }
+}
+
+/// One term as leader: the actor system, the cluster's leader work, the webhook, the app.
+struct Term {
+    system: ActorSystem,
+    work: Option<LeaderWork>,
+    webhook: Option<tokio::task::JoinHandle<()>>,
+    app: axum::Router,
+}
+
+impl Terms {
+    /// On a follower with the webhook on: relays the webhook port to the leader's.
+    async fn start_relay(&self, view: &watch::Receiver<LeaderView>) -> Option<Relay> {
+        let kube = &self.args.kubernetes;
+        if !kube.enable_webhook {
+            return None;
+        }
+        let address = kube.webhook_listen_addr;
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Some(Relay(tokio::spawn(
+                agenttier_gateway::forward::relay_to_leader(listener, view.clone(), address.port()),
+            ))),
+            Err(error) => {
+                tracing::error!(%error, %address, "cannot relay the webhook port to the leader");
+                None
+            }
+        }
+    }
+
+    /// Starts the actors (re-adopting running sandboxes) and builds the app on them.
+    async fn start(&self) -> Result<Term> {
+        let args = &self.args;
+        let options = system_options(&args.lifecycle, &args.sandbox_namespace);
+        let system = ActorSystem::start_with(self.store.clone(), self.runtime.clone(), options)
+            .await
+            .context("cannot start the actor system")?;
+        let work = self
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.start_leader_work(system.control.clone()));
+        let state = AppState {
+            control: system.control.clone(),
+            auth: self.auth.clone(),
+            config: Arc::new(GatewayConfig {
+                default_namespace: args.sandbox_namespace.clone(),
+                log_level: Some(self.log_level.clone()),
+                terminal: agenttier_gateway::routes::terminal::TerminalConfig {
+                    heartbeat: args.interactive.terminal_heartbeat_interval,
+                    reconnect_window: args.interactive.terminal_reconnect_window,
+                    ring_bytes: args.interactive.terminal_replay_bytes,
+                    ..Default::default()
+                },
+                max_upload_bytes: args.interactive.max_upload_bytes,
+                rate_limit: args.rate_limit.config(),
+                ..Default::default()
+            }),
+        };
+        let webhook = if args.kubernetes.enable_webhook {
+            Some(start_webhook(args, &system.control).await?)
+        } else {
+            None
+        };
+        Ok(Term {
+            system,
+            work,
+            webhook,
+            app: agenttier_gateway::app(state),
+        })
+    }
+}
+
+impl Term {
+    /// Ends the term: the controller and webhook stop, the actors stop (sandboxes keep running;
+    /// the next leader re-adopts them).
+    async fn stop(self) {
+        if let Some(work) = self.work {
+            work.stop();
+        }
+        if let Some(webhook) = self.webhook {
+            webhook.abort();
+            // Its port is free once the task is gone (a follower's relay binds it next).
+            let _ = webhook.await;
+        }
+        self.system.shutdown().await;
+    }
+}
+
+/// Starts a term on becoming leader and ends it on losing the lease, until told to stop;
+/// returns the cluster for its shutdown.
+async fn follow_leadership(
+    terms: Terms,
+    replica: Replica,
+    mut view: watch::Receiver<LeaderView>,
+    (mut current, mut relay): (Option<Term>, Option<Relay>),
+    mut stop: watch::Receiver<bool>,
+) -> Option<Arc<Cluster>> {
+    loop {
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { break },
+            _ = stop.changed() => break,
+        }
+        let leading = view.borrow().leading;
+        match (leading, current.is_some()) {
+            (true, false) => {
+                if let Some(relay) = relay.take() {
+                    relay.stop().await;
+                }
+                match terms.start().await {
+                    Ok(term) => {
+                        tracing::info!("leading: the actors, controller and warm pool run here");
+                        replica.lead(term.app.clone());
+                        current = Some(term);
+                    }
+                    Err(error) => {
+                        let error = format!("{error:#}");
+                        tracing::error!(%error, "could not start leading; retrying");
+                    }
+                }
+            }
+            (false, true) => {
+                replica.follow();
+                if let Some(term) = current.take() {
+                    term.stop().await;
+                }
+                relay = terms.start_relay(&view).await;
+                tracing::info!(
+                    leader = ?view.borrow().leader_url,
+                    "following; API requests are forwarded to the leader"
+                );
+            }
+            _ => {}
+        }
+    }
+    replica.follow();
+    if let Some(relay) = relay.take() {
+        relay.stop().await;
+    }
+    if let Some(term) = current.take() {
+        term.stop().await;
+    }
+    terms.cluster
 }
 
 /// Serves the admission webhook over TLS on its own port, until the task is aborted.

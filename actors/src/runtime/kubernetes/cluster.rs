@@ -1,7 +1,8 @@
 //! Everything `serve --runtime kubernetes` starts besides the actor system, so the binary only
 //! wires: the API client (kubeconfig or in-cluster), the CRDs (create-or-update unless
-//! `--manage-crds=false`), the Kubernetes store and runtime, Lease-based leader election, the
-//! leader's Sandbox controller and the warm pool's ConfigMap follower.
+//! `--manage-crds=false`), the Kubernetes store and runtime, Lease-based leader election (the
+//! leader publishes its URL), and for each term as leader the Sandbox controller and the warm
+//! pool's ConfigMap follower.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,13 +10,14 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use tokio::sync::watch;
 
 use super::controller::{self, ControllerContext};
 use super::crds::{self, CrdError};
 use super::ports::PreviewConfig;
 use super::{KubernetesRuntime, KubernetesRuntimeConfig, warm_pool};
 use crate::ControlPlane;
-use crate::leader::{LeaderElectionConfig, LeaderElector, while_leader};
+use crate::leader::{LeaderElectionConfig, LeaderElector, LeaderView};
 use crate::runtime::Runtime;
 use crate::store::kubernetes::{KubernetesStore, KubernetesStoreConfig};
 use crate::store::{Store, StoreError};
@@ -66,7 +68,24 @@ pub struct Cluster {
     store: Arc<KubernetesStore>,
     runtime: Arc<KubernetesRuntime>,
     elector: Option<LeaderElector>,
+}
+
+/// The leader's background work for one term; aborted when dropped.
+pub struct LeaderWork {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LeaderWork {
+    /// Ends the term's work.
+    pub fn stop(self) {}
+}
+
+impl Drop for LeaderWork {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// A client from a kubeconfig file, or inferred (env, home, in-cluster).
@@ -110,7 +129,6 @@ impl Cluster {
             store,
             runtime,
             elector: None,
-            tasks: Vec::new(),
         })
     }
 
@@ -129,9 +147,38 @@ impl Cluster {
         self.elector.as_ref().is_none_or(LeaderElector::is_leader)
     }
 
-    /// Starts leader election with the Sandbox controller behind it, and the warm pool's
-    /// ConfigMap follower (on every replica: each serves the pool's API).
-    pub fn start_background(&mut self, control: ControlPlane) {
+    /// Whether replicas elect a leader (off: this replica always leads).
+    pub fn elects(&self) -> bool {
+        self.options.leader_election
+    }
+
+    /// Starts leader election, publishing `advertise_url` in the Lease while this replica
+    /// leads; `None` when leader election is off. The leader's work is started by the caller
+    /// (`start_leader_work`) for each term.
+    pub fn start_election(
+        &mut self,
+        advertise_url: Option<String>,
+    ) -> Option<watch::Receiver<LeaderView>> {
+        if !self.options.leader_election {
+            return None;
+        }
+        let config = LeaderElectionConfig {
+            advertise_url,
+            ..LeaderElectionConfig::new(
+                self.options.store.install_namespace.clone(),
+                self.options.identity.clone(),
+            )
+        };
+        let elector = LeaderElector::start(self.client.clone(), config);
+        let view = elector.view();
+        self.elector = Some(elector);
+        Some(view)
+    }
+
+    /// Starts the leader's work for one term: the Sandbox controller and the warm pool's
+    /// ConfigMap follower (the pool actor runs on the leader only). Dropping (or `stop`ping)
+    /// the returned handle ends it.
+    pub fn start_leader_work(&self, control: ControlPlane) -> LeaderWork {
         let warm_pool = control.warm_pool.clone();
         let context = Arc::new(ControllerContext {
             client: self.client.clone(),
@@ -141,32 +188,20 @@ impl Cluster {
             namespace: self.options.store.watch_namespace.clone(),
             control: Some(control),
         });
-        if self.options.leader_election {
-            let config = LeaderElectionConfig::new(
-                self.options.store.install_namespace.clone(),
-                self.options.identity.clone(),
-            );
-            let elector = LeaderElector::start(self.client.clone(), config);
-            let leading = elector.subscribe();
-            self.tasks.push(tokio::spawn(while_leader(leading, move || {
-                controller::run(context.clone())
-            })));
-            self.elector = Some(elector);
-        } else {
-            self.tasks.push(tokio::spawn(controller::run(context)));
+        LeaderWork {
+            tasks: vec![
+                tokio::spawn(controller::run(context)),
+                tokio::spawn(warm_pool::follow(
+                    self.client.clone(),
+                    self.options.store.install_namespace.clone(),
+                    warm_pool,
+                )),
+            ],
         }
-        self.tasks.push(tokio::spawn(warm_pool::follow(
-            self.client.clone(),
-            self.options.store.install_namespace.clone(),
-            warm_pool,
-        )));
     }
 
     /// Stops the background work and releases the Lease, so another replica leads at once.
     pub async fn shutdown(mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
         if let Some(elector) = self.elector.take() {
             elector.shutdown().await;
         }
