@@ -6,7 +6,6 @@
 //! than the clock skew. A replica that shuts down releases the Lease, so the next one takes
 //! over at once instead of after the lease expires.
 
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -308,26 +307,6 @@ async fn release_lease(leases: &Api<Lease>, config: &LeaderElectionConfig) {
         let _ = leases
             .replace(&config.lease_name, &PostParams::default(), &lease)
             .await;
-    }
-}
-
-/// Runs `work` while `leading` is true: started on election, aborted when leadership is lost,
-/// started again on the next election. Returns when the election stops.
-pub async fn while_leader<F, Fut>(mut leading: watch::Receiver<bool>, work: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    loop {
-        if leading.wait_for(|lead| *lead).await.is_err() {
-            return;
-        }
-        let running = tokio::spawn(work());
-        let lost = leading.wait_for(|lead| !*lead).await;
-        running.abort();
-        if lost.is_err() {
-            return;
-        }
     }
 }
 
