@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::hop_by_hop::{HOP_BY_HOP, strip};
 use agenttier_actors::leader::LeaderView;
 use axum::Router;
 use axum::body::Body;
@@ -22,17 +23,6 @@ use crate::error::ApiError;
 /// The header a follower marks forwarded requests with (its identity), so a request is never
 /// forwarded twice (two replicas that each believe the other leads answer 503 instead).
 pub const FORWARDED_BY: &str = "x-agenttier-forwarded-by";
-
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// This replica's view of the cluster: the local app while it leads, the leader's URL.
 #[derive(Clone)]
@@ -208,7 +198,7 @@ async fn forward(
         return Ok(Response::from_parts(parts, Body::empty()));
     }
     let (mut parts, body) = response.into_parts();
-    strip(&mut parts.headers);
+    strip(&mut parts.headers, &HOP_BY_HOP);
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
@@ -270,7 +260,7 @@ fn upstream_headers(
     peer: Option<std::net::IpAddr>,
 ) {
     let upgrade_value = headers.get(header::UPGRADE).cloned();
-    strip(headers);
+    strip(headers, &HOP_BY_HOP);
     if upgrade && let Some(value) = upgrade_value {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, value);
@@ -291,24 +281,6 @@ fn upstream_headers(
         if let Ok(value) = HeaderValue::from_str(&chain) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), value);
         }
-    }
-}
-
-fn strip(headers: &mut HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
-        .filter(|token| !token.is_empty() && token != "upgrade")
-        .collect();
-    for name in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(listed.iter().map(String::as_str))
-    {
-        headers.remove(name);
     }
 }
 

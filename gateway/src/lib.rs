@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod forward;
+pub mod hop_by_hop;
 pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;

@@ -128,4 +128,25 @@ async fn mistakes_are_answered_before_streaming() {
     assert_eq!(status, 200, "{body}");
     let text = body.as_str().unwrap_or_default();
     assert!(text.contains("event: result"), "{body}");
+
+    // An install log belongs to its sandbox: one re-created under the same name has none.
+    let (status, body) = post_raw(
+        &server,
+        "/sandboxes/agent/configure",
+        json!({"installCommand": ["echo", "installed"]})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get("/sandboxes/agent/configure/install-log").await;
+    assert_eq!(
+        (status, body["log"].as_str()),
+        (200, Some("installed\n")),
+        "{body}"
+    );
+    assert_eq!(server.delete("/sandboxes/agent").await, 204);
+    server.create_running("agent", "langgraph-agent").await;
+    let (status, body) = server.get("/sandboxes/agent/configure/install-log").await;
+    assert_eq!(status, 404, "the old sandbox's log: {body}");
 }

@@ -182,14 +182,7 @@ pub fn plan(
     let requested = timeout
         .and_then(|t| agenttier_crds::duration::parse_go_duration(t).ok())
         .filter(|t| !t.is_zero() && *t < limit);
-    let env = agent
-        .map(|a| {
-            a.env
-                .iter()
-                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let env = agent_env(agent);
     Ok(InvokePlan {
         command: shell::join(&argv),
         stdin,
@@ -200,6 +193,19 @@ pub fn plan(
             .and_then(|c| c.max_concurrent_invokes)
             .map_or(0, |n| u32::try_from(n.max(0)).unwrap_or(0)),
     })
+}
+
+/// The template's agent environment (`harness.agent.env`, literal values only), given to
+/// invokes and to configure's install command.
+pub fn agent_env(agent: Option<&AgentSpec>) -> BTreeMap<String, String> {
+    agent
+        .map(|a| {
+            a.env
+                .iter()
+                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A non-reversible, short hash of a user's subject: a bounded-cardinality-safe trace

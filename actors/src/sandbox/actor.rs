@@ -546,6 +546,18 @@ impl SandboxState {
             .delete("Sandbox", &self.key.namespace, &self.key.name)
             .await?;
         self.deps.read_model.remove(&self.key);
+        let configured = self
+            .sandbox
+            .status
+            .as_ref()
+            .is_some_and(|s| s.agent_configure.is_some());
+        if configured {
+            // A sandbox re-created under this name must not see this one's install log.
+            let (namespace, name) = (&self.key.namespace, &self.key.name);
+            if let Err(e) = self.deps.store.put_install_log(namespace, name, None).await {
+                tracing::warn!(sandbox = %self.key, error = %e, "could not forget the install log");
+            }
+        }
         self.event("Deleted", EventType::Normal, "Sandbox deleted", actor)
             .await?;
         let _ = self.deps.notices.send(SandboxNotice::Deleted {

@@ -164,14 +164,7 @@ async fn configure(
     let status = sandbox.status.clone().unwrap_or_default();
     let agent = status.resolved_agent_spec.as_ref();
     let caps = configure::invoke_caps(agent, &policy);
-    let env = agent
-        .map(|a| {
-            a.env
-                .iter()
-                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let env = invoke::agent_env(agent);
     let run = ConfigureRun {
         control: state.control.clone(),
         template: template_name(&sandbox),

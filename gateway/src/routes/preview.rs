@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use crate::hop_by_hop::{HOP_BY_HOP, strip};
 use axum::Extension;
 use axum::Router;
 use axum::body::Body;
@@ -45,18 +46,6 @@ impl From<ApiError> for ProxyError {
         Self::Api(error)
     }
 }
-
-/// Headers that describe one hop of a connection and are never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Credentials of this API, which must not reach the sandbox's server.
 const CREDENTIALS: [&str; 2] = ["authorization", "x-api-key"];
@@ -217,25 +206,6 @@ fn upstream_headers(
     }
     if let Ok(prefix) = HeaderValue::from_str(prefix) {
         headers.insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
-    }
-}
-
-fn strip(headers: &mut HeaderMap, names: &[&str]) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
-        .filter(|token| !token.is_empty() && token != "upgrade")
-        .collect();
-    for name in names
-        .iter()
-        .copied()
-        .chain(listed.iter().map(String::as_str))
-    {
-        headers.remove(name);
     }
 }
 
